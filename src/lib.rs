@@ -1,0 +1,16 @@
+//! # momentum
+//!
+//! A streaming telemetry processor: OTLP in, per-(service, environment) SLIs, SLOs and
+//! delivery signals out.
+//!
+//! ```text
+//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics)
+//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ admin JSON API
+//!                  (decode,          └─ shard N ─┘        └─ (archive, push: later)
+//!                   validate)   hash(service, env) → shard; each shard owns its state
+//! ```
+//!
+//! Module map:
+//! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
+
+pub mod model;
