@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The one test command: developers, README and CI (.ci/run) all run this.
+#
+#   ./test.sh                  set up, then fmt --check, clippy -D warnings, cargo test
+#   ./test.sh FILTER [ARGS]    same, with the arguments handed to `cargo test`
+#   ./test.sh --setup-only     only the setup steps (used by bench/h2load.sh)
+#
+# Setup is idempotent and fast when already done:
+#   - .venv: a Python 3.11 venv with tests/py/requirements.txt; pip runs only when that
+#     file (or the interpreter) changed since the last successful install (hash stamp).
+#   - promtool: installed from Debian's `prometheus` package when missing (needs root).
+# The integration tests find these through MOMENTUM_PYTHON and MOMENTUM_PROMTOOL, exported
+# here; a caller may preset MOMENTUM_PROMTOOL to use another promtool.
+# CARGO_TARGET_DIR is left as the caller has it.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+ROOT=$PWD
+
+die() {
+    echo "test.sh: FAILED: $*" >&2
+    exit 1
+}
+step() { printf '==> %s\n' "$*"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+setup_only=false
+if [[ ${1:-} == --setup-only ]]; then
+    setup_only=true
+    shift
+fi
+
+# ---------------------------------------------------------------- Python venv (a)
+setup_venv() {
+    local py=${MOMENTUM_BOOTSTRAP_PYTHON:-python3.11}
+    local req=tests/py/requirements.txt venv=.venv
+    local stamp=$venv/.requirements.sha256
+    command -v "$py" >/dev/null || die "$py not found: the Python test client needs CPython 3.11"
+    [[ -f $req ]] || die "$req is missing"
+
+    # The stamp covers the requirements and the interpreter, so a new Python rebuilds.
+    local want
+    want=$({ sha256sum "$req"; "$py" -c 'import sys; print(sys.version, sys.executable)'; } | sha256sum | cut -d' ' -f1)
+
+    # A venv whose interpreter vanished (python upgraded under it) is rebuilt from scratch.
+    if [[ -e $venv ]] && ! "$venv/bin/python" -c '' 2>/dev/null; then
+        step "venv: $venv is broken, recreating"
+        rm -rf "$venv"
+    fi
+    if [[ -x $venv/bin/python && -f $stamp && $(<"$stamp") == "$want" ]]; then
+        step "venv: $venv up to date"
+        return
+    fi
+    step "venv: installing $req into $venv"
+    [[ -x $venv/bin/python ]] || "$py" -m venv "$venv" || die "could not create venv $venv with $py"
+    rm -f "$stamp"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install --no-input -q -r "$req" ||
+        die "pip install -r $req failed (is PyPI reachable?)"
+    "$venv/bin/python" -c 'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.proto.collector.trace.v1.trace_service_pb2, duckdb, pyarrow' ||
+        die "packages from $req installed but do not import"
+    echo "$want" >"$stamp"
+}
+
+# ---------------------------------------------------------------- promtool (b)
+setup_promtool() {
+    if [[ -n ${MOMENTUM_PROMTOOL:-} ]]; then
+        [[ -x $MOMENTUM_PROMTOOL ]] || die "MOMENTUM_PROMTOOL=$MOMENTUM_PROMTOOL is not an executable"
+        step "promtool: $MOMENTUM_PROMTOOL (from MOMENTUM_PROMTOOL)"
+        return
+    fi
+    if ! command -v promtool >/dev/null; then
+        [[ $(id -u) == 0 ]] || die "promtool is missing; install Debian's 'prometheus' package (as root: apt-get install prometheus)"
+        command -v apt-get >/dev/null || die "promtool is missing and there is no apt-get to install it"
+        step "promtool: installing Debian package 'prometheus' (apt-get update + install)"
+        # Never start the packaged Prometheus service: only its promtool is wanted.
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null || die "apt-get update failed"
+        apt-get install -y -q --no-install-recommends prometheus >/dev/null ||
+            die "apt-get install prometheus failed"
+        command -v promtool >/dev/null || die "package 'prometheus' installed but promtool is not on PATH"
+    fi
+    MOMENTUM_PROMTOOL=$(command -v promtool)
+    step "promtool: $MOMENTUM_PROMTOOL ($("$MOMENTUM_PROMTOOL" --version 2>&1 | head -n1))"
+}
+
+t0=$(now)
+setup_venv
+setup_promtool
+export MOMENTUM_PYTHON=$ROOT/.venv/bin/python
+export MOMENTUM_PROMTOOL
+step "setup done in $(elapsed "$t0")"
+$setup_only && exit 0
+
+# ---------------------------------------------------------------- Rust checks (c)
+command -v cargo >/dev/null || die "cargo not found"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is not installed for this toolchain"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is not installed for this toolchain"
+
+# In CI the committed Cargo.lock must be complete; a developer adding a dependency may
+# update it locally.
+locked=()
+[[ ${CI:-} == true ]] && locked=(--locked)
+
+t=$(now)
+step "python: byte-compiling tests/py and bench scripts"
+"$MOMENTUM_PYTHON" -m py_compile tests/py/*.py bench/*.py || die "a Python helper does not compile"
+
+step "cargo fmt --check"
+cargo fmt --all --check || die "code is not formatted: run 'cargo fmt --all'"
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy "${locked[@]}" --all-targets -- -D warnings || die "clippy found problems (see above)"
+
+step "cargo test"
+cargo test "${locked[@]}" "$@" || die "cargo test failed (see above)"
+
+step "all checks passed in $(elapsed "$t0") (setup + checks; checks $(elapsed "$t"))"
