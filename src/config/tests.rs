@@ -1,6 +1,9 @@
 //! Whole-config tests: the reference file, SPEC §4's example, error collection and paths,
 //! every semantic rule, SLO precedence.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use super::*;
 
 /// `path: message` of every error, for exact comparisons.
