@@ -11,6 +11,8 @@
 //! ```
 //!
 //! Module map:
+//! - [`config`]: the typed config (SPEC §4), its defaults and validation with key paths.
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
 
+pub mod config;
 pub mod model;
