@@ -13,6 +13,21 @@
 //! Module map:
 //! - [`config`]: the typed config (SPEC §4), its defaults and validation with key paths.
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
+//! - [`receiver`]: OTLP/gRPC and OTLP/HTTP, the lean decoder, OTLP/JSON, admission.
+//! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.
+//! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
+//! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
+//! - [`export`]: Prometheus exposition.
+//! - [`admin`]: `/metrics`, health, and the JSON API.
+//! - [`app`]: wiring and graceful shutdown.
 
+pub mod admin;
+pub mod app;
 pub mod config;
+pub mod export;
 pub mod model;
+pub mod pipeline;
+pub mod receiver;
+pub mod sli;
+pub mod telemetry;
+pub mod view;

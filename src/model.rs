@@ -102,6 +102,8 @@ pub mod flags {
     pub const ERROR_TYPE: u16 = 1 << 4;
     /// the record carries its own `service.name` attribute
     pub const RECORD_SERVICE: u16 = 1 << 5;
+    /// set by the receiver: the span ends before it starts or too far in the future
+    pub const INVALID: u16 = 1 << 15;
 }
 
 /// The rarely present attributes, stored once per resource and, for a span, only when

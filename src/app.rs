@@ -1,0 +1,207 @@
+//! Wiring: config → shards, receivers, admin endpoint, on real sockets; graceful
+//! shutdown. The only place that knows every component.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::config::Config;
+use crate::pipeline::clock::Clock;
+use crate::pipeline::router::Router;
+use crate::pipeline::{Settings, Shared};
+use crate::receiver::{self, Receiver, RefusalCounters};
+use crate::telemetry::Telemetry;
+
+/// Errors starting the processor.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// a listener could not bind
+    #[error("cannot listen on {what} endpoint {addr}: {source}")]
+    Bind {
+        /// which endpoint
+        what: &'static str,
+        /// its address
+        addr: String,
+        /// why
+        source: std::io::Error,
+    },
+}
+
+/// A running processor.
+pub struct App {
+    /// bound OTLP/gRPC address
+    pub grpc_addr: SocketAddr,
+    /// bound OTLP/HTTP address
+    pub http_addr: SocketAddr,
+    /// bound admin address
+    pub admin_addr: SocketAddr,
+    /// the router (tests flush through it)
+    pub router: Arc<Router>,
+    /// shared clocks and counters
+    pub shared: Arc<Shared>,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    shards: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+impl App {
+    /// Starts everything on the current tokio runtime.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let config = Arc::new(config);
+        let set = Arc::new(Settings::from_config(config.clone()));
+        let shared = Shared::new(clock);
+        let n = match config.pipeline.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
+        let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
+        let adm = bind("admin", config.admin.endpoint).await?;
+        let (router, shards) =
+            Router::start(n, set.clone(), shared.clone(), Duration::from_millis(500));
+        let refused = Arc::new(RefusalCounters::default());
+        let rx = Arc::new(Receiver::new(
+            router.clone(),
+            set.clone(),
+            shared.clone(),
+            refused.clone(),
+        ));
+        let ready = Arc::new(AtomicBool::new(false));
+        let telemetry = Telemetry {
+            router: router.clone(),
+            shared: shared.clone(),
+            refused,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+        let (grpc_addr, http_addr, admin_addr) = (addr(&grpc), addr(&http), addr(&adm));
+        let servers = vec![
+            tokio::spawn(serve(
+                grpc,
+                receiver::grpc::router(rx.clone()),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(serve(http, receiver::http::router(rx), stop_rx.clone())),
+            tokio::spawn(serve(
+                adm,
+                admin::router(Admin {
+                    telemetry,
+                    ready: ready.clone(),
+                }),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(watch_rss(shared.clone(), stop_rx)),
+        ];
+        ready.store(true, Ordering::Relaxed);
+        Ok(App {
+            grpc_addr,
+            http_addr,
+            admin_addr,
+            router,
+            shared,
+            ready,
+            stop,
+            servers,
+            shards,
+            shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
+        })
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
+    /// and close every open bucket, within `shutdown_timeout`.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let deadline = self.shutdown_timeout;
+        let work = async {
+            for s in self.servers {
+                let _ = s.await;
+            }
+            self.router.shutdown().await;
+            for s in self.shards {
+                let _ = s.await;
+            }
+        };
+        if tokio::time::timeout(deadline, work).await.is_err() {
+            tracing::warn!("shutdown_timeout passed before everything drained");
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it) until `stop`.
+async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(8 << 20)
+        .max_concurrent_streams(1024);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = TowerToHyperService::new(router.clone());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Refreshes the resident set size for `memory_limit_mib`.
+async fn watch_rss(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(rss) = rss_bytes() {
+                    shared.rss_bytes.store(rss, Ordering::Relaxed);
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Resident set size of this process (Linux `/proc/self/statm`).
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,187 @@
+//! Router and shards: hash(service, environment) → one shard task that owns all state
+//! of that pair. Receivers hand owned batches to the router; nothing on this path
+//! takes a lock.
+
+pub mod clock;
+pub mod router;
+pub mod shard;
+
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rustc_hash::FxHasher;
+
+use crate::config::Config;
+use clock::{Clock, FleetClock};
+
+/// Runtime numbers derived once from the config (nanoseconds, counts).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// bucket width
+    pub resolution: u64,
+    /// event-time lateness tolerated
+    pub lateness: u64,
+    /// spans ending further than this after the wall clock are invalid
+    pub skew: u64,
+    /// quantile relative accuracy
+    pub accuracy: f64,
+    /// operation = http.route (when present) instead of the span name
+    pub operation_from_route: bool,
+    /// (service, environment) pairs, process-wide
+    pub max_services: usize,
+    /// per-operation series, process-wide
+    pub max_series: usize,
+    /// a series idle this long (event time) leaves the exports
+    pub series_idle: u64,
+    /// longest SLO window of any objective (windows state is sized for it)
+    pub longest_window: u64,
+    /// one-minute sub-windows kept per series
+    pub keep_minutes: u64,
+    /// per-shard queue capacity in bytes
+    pub queue_capacity: u64,
+    /// memory limit in bytes (0 = off)
+    pub memory_limit: u64,
+    /// the config, for per-pair objective lookups
+    pub config: Arc<Config>,
+}
+
+impl Settings {
+    /// Derives the runtime settings from a validated config.
+    pub fn from_config(config: Arc<Config>) -> Self {
+        let c = &config;
+        let longest = c
+            .slos
+            .iter()
+            .map(|s| s.window.as_nanos())
+            .max()
+            .unwrap_or(0);
+        let lateness = c.sli.allowed_lateness.as_nanos();
+        let skew = c.sli.max_clock_skew.as_nanos();
+        let archive_minutes = c.archive.window.as_nanos() / clock_min();
+        let keep_minutes = 5 + archive_minutes + (lateness + skew).div_ceil(clock_min()) + 1;
+        Settings {
+            resolution: c.sli.resolution.as_nanos(),
+            lateness,
+            skew,
+            accuracy: c.sli.latency_accuracy,
+            operation_from_route: c.sli.operation == crate::config::OperationSource::HttpRoute,
+            max_services: c.limits.max_services,
+            max_series: c.limits.max_series,
+            series_idle: c.limits.series_idle.as_nanos(),
+            longest_window: longest,
+            keep_minutes,
+            queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
+            memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
+            config,
+        }
+    }
+
+    /// The latency objective's threshold (ns) for a pair, if its objective has one.
+    pub fn latency_threshold(&self, service: &str, environment: &str) -> Option<u64> {
+        self.config
+            .slo_for(service, environment)
+            .and_then(|s| s.objectives.latency.as_ref())
+            .map(|l| l.threshold.as_nanos())
+    }
+}
+
+const fn clock_min() -> u64 {
+    60 * 1_000_000_000
+}
+
+/// Process-wide state shared by receivers and shards: clocks, limits, counters. All
+/// atomics, touched once per request or batch, never per span.
+pub struct Shared {
+    /// the injected wall clock
+    pub clock: Arc<dyn Clock>,
+    /// the fleet clock F
+    pub fleet: FleetClock,
+    /// pairs created (against `max_services`)
+    pub pairs: AtomicUsize,
+    /// per-operation series alive (against `max_series`)
+    pub series: AtomicUsize,
+    /// self-telemetry counters
+    pub counters: Counters,
+    /// resident memory in bytes, refreshed by a background task (0 = unknown)
+    pub rss_bytes: AtomicU64,
+}
+
+impl Shared {
+    /// New shared state around a clock.
+    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Shared {
+            clock,
+            fleet: FleetClock::default(),
+            pairs: AtomicUsize::new(0),
+            series: AtomicUsize::new(0),
+            counters: Counters::default(),
+            rss_bytes: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Self-telemetry counters (SPEC §6), process-wide.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// accepted spans by transport: grpc, http
+    pub accepted_grpc: AtomicU64,
+    /// accepted over HTTP
+    pub accepted_http: AtomicU64,
+    /// refused: decode
+    pub refused_decode: AtomicU64,
+    /// refused: too_large
+    pub refused_too_large: AtomicU64,
+    /// refused: unsupported_media_type
+    pub refused_media_type: AtomicU64,
+    /// refused: backpressure
+    pub refused_backpressure: AtomicU64,
+    /// refused: memory_limit
+    pub refused_memory: AtomicU64,
+    /// refused: unauthenticated
+    pub refused_unauthenticated: AtomicU64,
+    /// spans processed by shards
+    pub processed: AtomicU64,
+    /// spans that fell in closed buckets
+    pub late: AtomicU64,
+    /// spans invalid on receipt
+    pub invalid: AtomicU64,
+    /// overflow by kind: service, operation, version, pipeline, metric_stream
+    pub overflow_service: AtomicU64,
+    /// operation overflow
+    pub overflow_operation: AtomicU64,
+    /// accepted metric data points
+    pub accepted_metric_points: AtomicU64,
+    /// accepted log records
+    pub accepted_log_records: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        if n > 0 {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The hash of a pair's identity as decoded: (namespace, name, environment). The router
+/// and the shard use the same function, so the shard never re-hashes differently.
+#[inline]
+pub fn pair_hash(namespace: &[u8], name: &[u8], environment: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(namespace);
+    h.write_u8(0xff);
+    h.write(name);
+    h.write_u8(0xff);
+    h.write(environment);
+    h.finish()
+}
+
+/// The shard of a pair hash.
+#[inline]
+pub fn shard_of(hash: u64, shards: usize) -> usize {
+    // High bits: FxHash's low bits are weak for short keys.
+    ((hash >> 32) as usize) % shards.max(1)
+}

@@ -1,0 +1,226 @@
+//! The router: stateless hash(pair) → shard, with all-or-nothing admission.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+
+use super::shard::{self, ShardCore, ShardMsg};
+use super::{pair_hash, shard_of, Settings, Shared};
+use crate::model::{ResourceRec, TraceBatch};
+use crate::view::ShardView;
+
+/// Why a request was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// a shard queue is full
+    #[error("pipeline queue full")]
+    Backpressure,
+    /// the process is over `memory_limit_mib`
+    #[error("over the memory limit")]
+    MemoryLimit,
+}
+
+struct ShardHandle {
+    tx: mpsc::UnboundedSender<ShardMsg>,
+    /// bytes reserved in this shard's queue
+    queued: Arc<AtomicU64>,
+    view: Arc<ArcSwap<ShardView>>,
+}
+
+/// Routes batches to shards.
+pub struct Router {
+    shards: Vec<ShardHandle>,
+    set: Arc<Settings>,
+    shared: Arc<Shared>,
+}
+
+impl Router {
+    /// Starts `n` shard tasks on the current runtime, publishing snapshots every `tick`.
+    pub fn start(
+        n: usize,
+        set: Arc<Settings>,
+        shared: Arc<Shared>,
+        tick: std::time::Duration,
+    ) -> (Arc<Router>, Vec<tokio::task::JoinHandle<()>>) {
+        let mut shards = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicU64::new(0));
+            let view = Arc::new(ArcSwap::from_pointee(ShardView::default()));
+            let core = ShardCore::new(set.clone(), shared.clone());
+            tasks.push(tokio::spawn(shard::run(
+                core,
+                rx,
+                view.clone(),
+                queued.clone(),
+                tick,
+            )));
+            shards.push(ShardHandle { tx, queued, view });
+        }
+        (
+            Arc::new(Router {
+                shards,
+                set,
+                shared,
+            }),
+            tasks,
+        )
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The latest snapshot of every shard.
+    pub fn views(&self) -> Vec<Arc<ShardView>> {
+        self.shards.iter().map(|s| s.view.load_full()).collect()
+    }
+
+    /// Bytes waiting in shard queues.
+    pub fn queued_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.queued.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Admits a whole decoded trace request or nothing of it.
+    pub fn submit_traces(&self, batch: TraceBatch) -> Result<(), Refusal> {
+        if self.set.memory_limit > 0
+            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
+        {
+            return Err(Refusal::MemoryLimit);
+        }
+        let n = self.shards.len();
+        let buf = &batch.buf[..];
+        let hashes: Vec<u64> = batch
+            .resources
+            .iter()
+            .map(|r| resource_hash(buf, r))
+            .collect();
+        let first = hashes.first().map(|&h| shard_of(h, n)).unwrap_or(0);
+        let single = hashes.iter().all(|&h| shard_of(h, n) == first);
+        let total_spans = batch.spans.len().max(1) as u64;
+        let per_span = (batch.buf.len() as u64).div_ceil(total_spans)
+            + std::mem::size_of::<crate::model::SpanRec>() as u64;
+        if single {
+            let cost = per_span * batch.spans.len() as u64 + 64;
+            self.reserve(&[(first, cost)])?;
+            self.send(
+                first,
+                ShardMsg::Traces {
+                    batch,
+                    hashes,
+                    cost,
+                },
+            );
+            return Ok(());
+        }
+        // Split per shard: records are copied, the buffer is shared.
+        let mut parts: Vec<Option<(TraceBatch, Vec<u64>)>> = (0..n).map(|_| None).collect();
+        for (r, &h) in batch.resources.iter().zip(&hashes) {
+            let s = shard_of(h, n);
+            let (b, hs) = parts[s].get_or_insert_with(|| {
+                (
+                    TraceBatch {
+                        buf: batch.buf.clone(),
+                        resources: Vec::new(),
+                        spans: Vec::new(),
+                        ext: batch.ext.clone(),
+                    },
+                    Vec::new(),
+                )
+            });
+            let mut rr: ResourceRec = *r;
+            rr.first_span = b.spans.len() as u32;
+            b.spans.extend_from_slice(batch.spans_of(r));
+            b.resources.push(rr);
+            hs.push(h);
+        }
+        let costs: Vec<(usize, u64)> = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.as_ref()
+                    .map(|(b, _)| (i, per_span * b.spans.len() as u64 + 64))
+            })
+            .collect();
+        self.reserve(&costs)?;
+        for ((i, cost), part) in costs.iter().zip(parts.into_iter().flatten()) {
+            let (batch, hashes) = part;
+            self.send(
+                *i,
+                ShardMsg::Traces {
+                    batch,
+                    hashes,
+                    cost: *cost,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Reserves room in every listed shard queue, or in none.
+    fn reserve(&self, costs: &[(usize, u64)]) -> Result<(), Refusal> {
+        let cap = self.set.queue_capacity;
+        for (k, &(i, cost)) in costs.iter().enumerate() {
+            let q = &self.shards[i].queued;
+            let before = q.fetch_add(cost, Ordering::AcqRel);
+            if before + cost > cap && before > 0 {
+                q.fetch_sub(cost, Ordering::AcqRel);
+                for &(j, c) in &costs[..k] {
+                    self.shards[j].queued.fetch_sub(c, Ordering::AcqRel);
+                }
+                return Err(Refusal::Backpressure);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, i: usize, msg: ShardMsg) {
+        if let Err(mpsc::error::SendError(ShardMsg::Traces { cost, .. })) =
+            self.shards[i].tx.send(msg)
+        {
+            // The shard is gone (shutdown): release the reservation.
+            self.shards[i].queued.fetch_sub(cost, Ordering::AcqRel);
+        }
+    }
+
+    /// Waits until every shard has processed what was queued before this call and
+    /// published a fresh snapshot.
+    pub async fn flush(&self) {
+        self.each(ShardMsg::Flush).await
+    }
+
+    /// Drains every queue, closes every open bucket and stops the shards.
+    pub async fn shutdown(&self) {
+        self.each(ShardMsg::Shutdown).await
+    }
+
+    async fn each(&self, msg: fn(oneshot::Sender<()>) -> ShardMsg) {
+        let mut acks = Vec::new();
+        for s in &self.shards {
+            let (tx, rx) = oneshot::channel();
+            if s.tx.send(msg(tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for a in acks {
+            let _ = a.await;
+        }
+    }
+}
+
+/// The pair hash of a resource as the router and shards compute it.
+#[inline]
+pub fn resource_hash(buf: &[u8], r: &ResourceRec) -> u64 {
+    pair_hash(
+        r.namespace.bytes(buf),
+        r.service.bytes(buf),
+        r.environment.bytes(buf),
+    )
+}

@@ -1,0 +1,578 @@
+//! A shard: the single owner of the state of the pairs routed to it. `ShardCore` is the
+//! synchronous state machine (driven directly by tests and replays); `run` is the task
+//! around it that drains the queue and publishes snapshots on a tick.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hashbrown::HashTable;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{pair_hash, Settings, Shared};
+use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
+use crate::sli::classify::{classify, Outcome};
+use crate::sli::series::{quantiles, Latency};
+use crate::sli::sketch::{Mapping, Sketch};
+use crate::sli::window::{Counts, SeriesWindows, WINDOWS};
+use crate::view::{OpView, PairView, ShardView, Totals};
+
+/// The service name used when a resource has no `service.name`.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+/// The label value that absorbs keys beyond a limit.
+pub const OVERFLOW: &str = "__overflow__";
+
+/// A message to a shard.
+pub enum ShardMsg {
+    /// Spans to aggregate; `hashes[i]` is the pair hash of `batch.resources[i]`; `cost`
+    /// bytes were reserved in this shard's queue and are released once processed.
+    Traces {
+        /// the batch
+        batch: TraceBatch,
+        /// per-resource pair hashes
+        hashes: Vec<u64>,
+        /// reserved queue bytes
+        cost: u64,
+    },
+    /// Process everything queued before this message, publish a snapshot, then answer.
+    Flush(oneshot::Sender<()>),
+    /// Process everything queued, close every open bucket, publish, answer and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Pair {
+    service: Arc<str>,
+    environment: Arc<str>,
+    hash: u64,
+    start_ns: u64,
+    /// the pair's clock: max(own newest event, F − lateness)
+    clock: u64,
+    /// when the watermark next crosses a minute boundary (closing work is due)
+    next_close: u64,
+    last_event: u64,
+    windows: SeriesWindows,
+    latency: Latency,
+    threshold_ns: Option<u64>,
+    slo_window: Option<u64>,
+    totals: Totals,
+    ops: Vec<u32>,
+    overflow_op: Option<u32>,
+}
+
+struct Op {
+    pair: u32,
+    name: Arc<str>,
+    start_ns: u64,
+    last_event: u64,
+    latency: Latency,
+    totals: Totals,
+}
+
+/// Per-batch counters, published to the shared atomics once per batch.
+#[derive(Default)]
+struct Tally {
+    processed: u64,
+    late: u64,
+    invalid: u64,
+    overflow_service: u64,
+    overflow_operation: u64,
+}
+
+/// The state of one shard.
+pub struct ShardCore {
+    set: Arc<Settings>,
+    shared: Arc<Shared>,
+    mapping: Mapping,
+    pairs: Vec<Pair>,
+    pair_index: HashTable<u32>,
+    overflow_pair: Option<u32>,
+    ops: Vec<Option<Op>>,
+    free_ops: Vec<u32>,
+    op_index: HashTable<u32>,
+    scratch: Sketch,
+}
+
+impl ShardCore {
+    /// A new, empty shard.
+    pub fn new(set: Arc<Settings>, shared: Arc<Shared>) -> Self {
+        let mapping = Mapping::new(set.accuracy).unwrap_or_else(|_| {
+            // The config validated the accuracy; fall back to 1% rather than panic.
+            Mapping::new(0.01).expect("1% is a valid accuracy")
+        });
+        ShardCore {
+            set,
+            shared,
+            mapping,
+            pairs: Vec::with_capacity(64),
+            pair_index: HashTable::with_capacity(64),
+            overflow_pair: None,
+            ops: Vec::with_capacity(256),
+            free_ops: Vec::new(),
+            op_index: HashTable::with_capacity(256),
+            scratch: Sketch::default(),
+        }
+    }
+
+    /// The index mapping of this shard's sketches.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Aggregates a batch. `hashes[i]` is the pair hash of resource `i`.
+    pub fn ingest(&mut self, batch: &TraceBatch, hashes: &[u64]) {
+        let now = self.shared.clock.now_ns();
+        let fleet = self.shared.fleet.read(now, self.set.lateness);
+        let floor = fleet.saturating_sub(self.set.lateness);
+        let mut tally = Tally::default();
+        let mut newest = 0u64;
+        let buf = &batch.buf[..];
+        for (ri, r) in batch.resources.iter().enumerate() {
+            let hash = hashes.get(ri).copied().unwrap_or_else(|| {
+                pair_hash(
+                    r.namespace.bytes(buf),
+                    r.service.bytes(buf),
+                    r.environment.bytes(buf),
+                )
+            });
+            let pid = self.pair_for(buf, r, hash, now, floor, &mut tally);
+            let resource_cicd = r.ext.flags & flags::CICD_PIPELINE != 0;
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
+            for s in batch.spans_of(r) {
+                self.span(pid, buf, s, resource_cicd, now, &mut tally);
+                if s.flags & flags::INVALID == 0 && s.end_ns > newest {
+                    newest = s.end_ns;
+                }
+            }
+        }
+        self.shared.fleet.event(newest);
+        let c = &self.shared.counters;
+        super::Counters::add(&c.processed, tally.processed);
+        super::Counters::add(&c.late, tally.late);
+        super::Counters::add(&c.invalid, tally.invalid);
+        super::Counters::add(&c.overflow_service, tally.overflow_service);
+        super::Counters::add(&c.overflow_operation, tally.overflow_operation);
+    }
+
+    #[inline]
+    fn span(
+        &mut self,
+        pid: u32,
+        buf: &[u8],
+        s: &SpanRec,
+        resource_cicd: bool,
+        now: u64,
+        tally: &mut Tally,
+    ) {
+        if s.flags & flags::INVALID != 0 {
+            tally.invalid += 1;
+            return;
+        }
+        let end = s.end_ns;
+        let p = &mut self.pairs[pid as usize];
+        if end > p.clock {
+            let c = end.min(now);
+            if c > p.clock {
+                self.advance(pid, c, now);
+            }
+        }
+        let p = &mut self.pairs[pid as usize];
+        if p.windows.is_closed(end) {
+            tally.late += 1;
+            return;
+        }
+        tally.processed += 1;
+        if end > p.last_event {
+            p.last_event = end;
+        }
+        let outcome = classify(s, resource_cicd);
+        if outcome == Outcome::NotRequest {
+            return;
+        }
+        let lat_ns = end - s.start_ns;
+        let err = outcome == Outcome::Error;
+        let good = p.threshold_ns.is_some_and(|th| lat_ns <= th);
+        let c = Counts {
+            requests: 1,
+            errors: u64::from(err),
+            good: u64::from(good),
+        };
+        let lat_s = lat_ns as f64 * 1e-9;
+        let idx = self.mapping.index(lat_s);
+        p.windows.add(end, &c);
+        p.latency.add(end, &c, lat_ns, idx, lat_s);
+        p.totals.requests += 1;
+        p.totals.errors += c.errors;
+        p.totals.latency_sum_s += lat_s;
+        let name = if self.set.operation_from_route && !s.route.is_empty() {
+            s.route
+        } else {
+            s.name
+        };
+        let oid = self.op_for(pid, name.bytes(buf), now, tally);
+        if let Some(Some(op)) = self.ops.get_mut(oid as usize) {
+            op.latency.add(end, &c, lat_ns, idx, lat_s);
+            op.totals.requests += 1;
+            op.totals.errors += c.errors;
+            op.totals.latency_sum_s += lat_s;
+            if end > op.last_event {
+                op.last_event = end;
+            }
+        }
+    }
+
+    /// Moves a pair's clock forward to `clock` (never back), closing what falls behind
+    /// the watermark.
+    fn advance(&mut self, pid: u32, clock: u64, _now: u64) {
+        let lateness = self.set.lateness;
+        let p = &mut self.pairs[pid as usize];
+        if clock <= p.clock {
+            return;
+        }
+        p.clock = clock;
+        let wm = clock.saturating_sub(lateness);
+        p.windows.close_upto(wm);
+        if wm < p.next_close {
+            return;
+        }
+        p.next_close = (wm / crate::sli::window::MIN + 1) * crate::sli::window::MIN;
+        p.latency.close_upto(wm, |_| {});
+        for &oid in &p.ops {
+            if let Some(Some(op)) = self.ops.get_mut(oid as usize) {
+                op.latency.close_upto(wm, |_| {});
+            }
+        }
+    }
+
+    fn pair_for(
+        &mut self,
+        buf: &[u8],
+        r: &ResourceRec,
+        hash: u64,
+        now: u64,
+        floor: u64,
+        tally: &mut Tally,
+    ) -> u32 {
+        let ns = r.namespace.bytes(buf);
+        let name = r.service.bytes(buf);
+        let env = r.environment.bytes(buf);
+        let pairs = &self.pairs;
+        if let Some(&pid) = self
+            .pair_index
+            .find(hash, |&i| pair_matches(&pairs[i as usize], ns, name, env))
+        {
+            return pid;
+        }
+        let limit = self.set.max_services;
+        if self.shared.pairs.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.shared.pairs.fetch_sub(1, Ordering::Relaxed);
+            tally.overflow_service += 1;
+            if let Some(pid) = self.overflow_pair {
+                return pid;
+            }
+            let pid = self.new_pair(Arc::from(OVERFLOW), Arc::from(""), 0, now, floor);
+            self.overflow_pair = Some(pid);
+            return pid;
+        }
+        let service = service_name(ns, name);
+        let env = String::from_utf8_lossy(env).into_owned();
+        let pid = self.new_pair(Arc::from(service), Arc::from(env), hash, now, floor);
+        let pairs = &self.pairs;
+        self.pair_index
+            .insert_unique(hash, pid, |&i| pairs[i as usize].hash);
+        pid
+    }
+
+    fn new_pair(
+        &mut self,
+        service: Arc<str>,
+        environment: Arc<str>,
+        hash: u64,
+        now: u64,
+        floor: u64,
+    ) -> u32 {
+        let set = &self.set;
+        let slo = set.config.slo_for(&service, &environment);
+        let threshold_ns = slo
+            .and_then(|s| s.objectives.latency.as_ref())
+            .map(|l| l.threshold.as_nanos());
+        let slo_window = slo.map(|s| s.window.as_nanos());
+        let clock = floor;
+        let wm = clock.saturating_sub(set.lateness);
+        let pid = self.pairs.len() as u32;
+        self.pairs.push(Pair {
+            service,
+            environment,
+            hash,
+            start_ns: now,
+            clock,
+            next_close: 0,
+            last_event: 0,
+            windows: SeriesWindows::new(set.resolution, wm, set.longest_window),
+            latency: Latency::new(wm, set.keep_minutes, true),
+            threshold_ns,
+            slo_window,
+            totals: Totals::default(),
+            ops: Vec::new(),
+            overflow_op: None,
+        });
+        pid
+    }
+
+    fn op_for(&mut self, pid: u32, name: &[u8], now: u64, tally: &mut Tally) -> u32 {
+        let mut h = rustc_hash::FxHasher::default();
+        std::hash::Hasher::write(&mut h, name);
+        std::hash::Hasher::write_u32(&mut h, pid);
+        let hash = std::hash::Hasher::finish(&h);
+        let ops = &self.ops;
+        if let Some(&oid) = self.op_index.find(hash, |&i| {
+            ops[i as usize]
+                .as_ref()
+                .is_some_and(|o| o.pair == pid && o.name.as_bytes() == name)
+        }) {
+            return oid;
+        }
+        if self.shared.series.fetch_add(1, Ordering::Relaxed) >= self.set.max_series {
+            self.shared.series.fetch_sub(1, Ordering::Relaxed);
+            tally.overflow_operation += 1;
+            if let Some(oid) = self.pairs[pid as usize].overflow_op {
+                return oid;
+            }
+            let oid = self.new_op(pid, Arc::from(OVERFLOW), now);
+            self.pairs[pid as usize].overflow_op = Some(oid);
+            return oid;
+        }
+        let oid = self.new_op(pid, Arc::from(String::from_utf8_lossy(name).as_ref()), now);
+        let ops = &self.ops;
+        self.op_index.insert_unique(hash, oid, |&i| {
+            ops[i as usize]
+                .as_ref()
+                .map_or(0, |o| op_hash(o.pair, o.name.as_bytes()))
+        });
+        oid
+    }
+
+    fn new_op(&mut self, pid: u32, name: Arc<str>, now: u64) -> u32 {
+        let p = &self.pairs[pid as usize];
+        let wm = p.clock.saturating_sub(self.set.lateness);
+        let op = Op {
+            pair: pid,
+            name,
+            start_ns: now,
+            last_event: 0,
+            latency: Latency::new(wm, self.set.keep_minutes, false),
+            totals: Totals::default(),
+        };
+        let oid = match self.free_ops.pop() {
+            Some(i) => {
+                self.ops[i as usize] = Some(op);
+                i
+            }
+            None => {
+                self.ops.push(Some(op));
+                (self.ops.len() - 1) as u32
+            }
+        };
+        self.pairs[pid as usize].ops.push(oid);
+        oid
+    }
+
+    /// Advances every pair to the fleet clock (silent pairs keep moving), and expires
+    /// per-operation series idle for `series_idle` of event time.
+    pub fn tick(&mut self) {
+        let now = self.shared.clock.now_ns();
+        let fleet = self.shared.fleet.read(now, self.set.lateness);
+        let floor = fleet.saturating_sub(self.set.lateness);
+        for pid in 0..self.pairs.len() as u32 {
+            self.advance(pid, floor, now);
+        }
+        let idle = self.set.series_idle;
+        let mut expired = 0usize;
+        for oid in 0..self.ops.len() {
+            let Some(op) = &self.ops[oid] else { continue };
+            let p = &self.pairs[op.pair as usize];
+            if p.overflow_op == Some(oid as u32) {
+                continue;
+            }
+            if p.clock.saturating_sub(op.last_event) > idle {
+                let hash = op_hash(op.pair, op.name.as_bytes());
+                let pid = op.pair;
+                if let Ok(e) = self.op_index.find_entry(hash, |&i| i as usize == oid) {
+                    e.remove();
+                }
+                self.pairs[pid as usize].ops.retain(|&o| o as usize != oid);
+                self.ops[oid] = None;
+                self.free_ops.push(oid as u32);
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            self.shared.series.fetch_sub(expired, Ordering::Relaxed);
+        }
+    }
+
+    /// Builds the snapshot exporters read.
+    pub fn view(&mut self) -> ShardView {
+        let idle = self.set.series_idle;
+        let mut v = ShardView::default();
+        let mut index = vec![usize::MAX; self.pairs.len()];
+        let mut mem = 0usize;
+        for (pid, p) in self.pairs.iter().enumerate() {
+            mem += p.windows.memory_bytes() + p.latency.memory_bytes();
+            if p.last_event == 0 || p.clock.saturating_sub(p.last_event) > idle {
+                continue;
+            }
+            let mut windows = [None; 8];
+            for (i, (_, w)) in WINDOWS.iter().enumerate() {
+                windows[i] = Some(p.windows.window(*w, p.clock, u64::MAX));
+            }
+            if let Some(w) = p.slo_window {
+                windows[7] = Some(p.windows.window(w, p.clock, u64::MAX));
+            }
+            let mut qs = [None; 3];
+            for (i, w) in [
+                5 * crate::sli::window::MIN,
+                crate::sli::window::HOUR,
+                crate::sli::window::DAY,
+            ]
+            .iter()
+            .enumerate()
+            {
+                p.latency.window_sketch(*w, p.clock, &mut self.scratch);
+                qs[i] = quantiles(&self.mapping, &self.scratch);
+            }
+            index[pid] = v.pairs.len();
+            v.pairs.push(PairView {
+                service: p.service.clone(),
+                environment: p.environment.clone(),
+                start_ns: p.start_ns,
+                clock_ns: p.clock,
+                totals: p.totals,
+                windows,
+                slo_window_ns: p.slo_window,
+                threshold_ns: p.threshold_ns,
+                quantiles: qs,
+            });
+        }
+        for op in self.ops.iter().flatten() {
+            mem += op.latency.memory_bytes();
+            let pi = index[op.pair as usize];
+            if pi == usize::MAX {
+                continue;
+            }
+            let p = &self.pairs[op.pair as usize];
+            if p.clock.saturating_sub(op.last_event) > idle {
+                continue;
+            }
+            op.latency
+                .window_sketch(5 * crate::sli::window::MIN, p.clock, &mut self.scratch);
+            v.ops.push(OpView {
+                pair: pi,
+                operation: op.name.clone(),
+                start_ns: op.start_ns,
+                totals: op.totals,
+                quantiles: quantiles(&self.mapping, &self.scratch),
+            });
+        }
+        v.memory_bytes = mem;
+        v
+    }
+}
+
+#[inline]
+fn op_hash(pid: u32, name: &[u8]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    std::hash::Hasher::write(&mut h, name);
+    std::hash::Hasher::write_u32(&mut h, pid);
+    std::hash::Hasher::finish(&h)
+}
+
+fn pair_matches(p: &Pair, ns: &[u8], name: &[u8], env: &[u8]) -> bool {
+    if p.environment.as_bytes() != env {
+        return false;
+    }
+    let s = p.service.as_bytes();
+    let name: &[u8] = if name.is_empty() {
+        UNKNOWN_SERVICE.as_bytes()
+    } else {
+        name
+    };
+    if ns.is_empty() {
+        s == name
+    } else {
+        s.len() == ns.len() + 1 + name.len()
+            && &s[..ns.len()] == ns
+            && s[ns.len()] == b'/'
+            && &s[ns.len() + 1..] == name
+    }
+}
+
+/// The service identity of SPEC §5: `namespace/name`, `unknown_service` without a name.
+pub fn service_name(ns: &[u8], name: &[u8]) -> String {
+    let name = if name.is_empty() {
+        UNKNOWN_SERVICE.to_string()
+    } else {
+        String::from_utf8_lossy(name).into_owned()
+    };
+    if ns.is_empty() {
+        name
+    } else {
+        format!("{}/{}", String::from_utf8_lossy(ns), name)
+    }
+}
+
+/// The shard task: drains its queue, ticks, publishes snapshots.
+pub async fn run(
+    mut core: ShardCore,
+    mut rx: mpsc::UnboundedReceiver<ShardMsg>,
+    view: Arc<ArcSwap<ShardView>>,
+    queued: Arc<std::sync::atomic::AtomicU64>,
+    tick: Duration,
+) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = interval.tick() => {
+                core.tick();
+                view.store(Arc::new(core.view()));
+            }
+            msg = rx.recv() => match msg {
+                Some(ShardMsg::Traces { batch, hashes, cost }) => {
+                    core.ingest(&batch, &hashes);
+                    queued.fetch_sub(cost, Ordering::Relaxed);
+                }
+                Some(ShardMsg::Flush(ack)) => {
+                    core.tick();
+                    view.store(Arc::new(core.view()));
+                    let _ = ack.send(());
+                }
+                Some(ShardMsg::Shutdown(ack)) => {
+                    core.close_all();
+                    view.store(Arc::new(core.view()));
+                    let _ = ack.send(());
+                    return;
+                }
+                None => break,
+            }
+        }
+    }
+    // Every sender is gone: close every open bucket (SPEC §5) and publish the final view.
+    core.close_all();
+    view.store(Arc::new(core.view()));
+}
+
+impl ShardCore {
+    /// Closes every open bucket of every series (shutdown).
+    pub fn close_all(&mut self) {
+        let now = self.shared.clock.now_ns();
+        for pid in 0..self.pairs.len() as u32 {
+            let far = self.pairs[pid as usize].clock + self.set.lateness + self.set.skew + 1;
+            let p = &mut self.pairs[pid as usize];
+            p.windows.close_upto(far);
+            p.latency.close_upto(far, |_| {});
+            let _ = now;
+        }
+    }
+}

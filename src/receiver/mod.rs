@@ -1,0 +1,441 @@
+//! OTLP receivers (gRPC and HTTP) and what they share: decompression with limits,
+//! validation, admission, and the status table of SPEC §3.
+
+pub mod decode;
+pub mod grpc;
+pub mod http;
+pub mod json;
+
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::model::flags;
+use crate::pipeline::router::{Refusal, Router};
+use crate::pipeline::{Counters, Settings, Shared};
+use decode::{decode_traces, DecodeOptions};
+
+/// Which OTLP signal a request carries.
+pub use json::Signal;
+
+/// Why a request was refused, with the label value of
+/// `momentum_receiver_refused_spans_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// the body does not decode
+    Decode,
+    /// wire or decompressed size over the limit
+    TooLarge,
+    /// unsupported Content-Type
+    UnsupportedMediaType,
+    /// a shard queue is full
+    Backpressure,
+    /// over the memory limit
+    MemoryLimit,
+    /// missing or wrong bearer token
+    Unauthenticated,
+}
+
+impl Reason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Decode => "decode",
+            Reason::TooLarge => "too_large",
+            Reason::UnsupportedMediaType => "unsupported_media_type",
+            Reason::Backpressure => "backpressure",
+            Reason::MemoryLimit => "memory_limit",
+            Reason::Unauthenticated => "unauthenticated",
+        }
+    }
+
+    /// Whether the client should retry (the OTLP retryable answers).
+    pub fn retryable(self) -> bool {
+        matches!(self, Reason::Backpressure | Reason::MemoryLimit)
+    }
+}
+
+/// A refused request: the reason and a one-sentence message for the client.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    /// why
+    pub reason: Reason,
+    /// what to tell the client
+    pub message: String,
+}
+
+impl Refused {
+    fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Refused {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What an accepted request reports back (OTLP `partial_success`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// items rejected as invalid (still counted as accepted and invalid)
+    pub rejected: u64,
+    /// why, when `rejected > 0`
+    pub message: String,
+}
+
+/// Transport label of `momentum_receiver_accepted_spans_total{transport}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/gRPC
+    Grpc,
+    /// OTLP/HTTP
+    Http,
+}
+
+/// Per-reason refusal counters (spans and requests).
+#[derive(Debug, Default)]
+pub struct RefusalCounters {
+    /// spans refused, by reason (index = `Reason as usize`)
+    pub spans: [AtomicU64; 6],
+    /// requests refused, by reason
+    pub requests: [AtomicU64; 6],
+}
+
+/// All reasons, in label order.
+pub const REASONS: [Reason; 6] = [
+    Reason::Decode,
+    Reason::TooLarge,
+    Reason::UnsupportedMediaType,
+    Reason::Backpressure,
+    Reason::MemoryLimit,
+    Reason::Unauthenticated,
+];
+
+/// The transport-independent part of the receivers.
+pub struct Receiver {
+    router: Arc<Router>,
+    set: Arc<Settings>,
+    shared: Arc<Shared>,
+    /// wire and decompressed size limit
+    pub max_bytes: usize,
+    opts: DecodeOptions,
+    /// refusals
+    pub refused: Arc<RefusalCounters>,
+}
+
+impl Receiver {
+    /// A receiver feeding `router`.
+    pub fn new(
+        router: Arc<Router>,
+        set: Arc<Settings>,
+        shared: Arc<Shared>,
+        refused: Arc<RefusalCounters>,
+    ) -> Self {
+        let c = &set.config;
+        Receiver {
+            max_bytes: (c.receivers.otlp.max_request_mib as usize).saturating_mul(1024 * 1024),
+            opts: DecodeOptions {
+                max_value_bytes: c.limits.max_value_bytes,
+            },
+            router,
+            set,
+            shared,
+            refused,
+        }
+    }
+
+    /// Counts a refusal: `spans` when known, else the request counts as one span (its
+    /// span count cannot be known when it does not decode).
+    pub fn count_refused(&self, reason: Reason, spans: Option<u64>) {
+        let i = REASONS.iter().position(|&r| r == reason).unwrap_or(0);
+        Counters::add(&self.refused.spans[i], spans.unwrap_or(1).max(1));
+        Counters::add(&self.refused.requests[i], 1);
+    }
+
+    /// Decompresses a body per its content encoding, bounded by the size limit.
+    pub fn decompress(&self, encoding: Option<&str>, body: Bytes) -> Result<Bytes, Refused> {
+        let r = decompress(encoding, body, self.max_bytes);
+        if let Err(e) = &r {
+            self.count_refused(e.reason, None);
+        }
+        r
+    }
+
+    /// Handles an export of `signal` whose body is decompressed protobuf.
+    pub fn export(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        transport: Transport,
+    ) -> Result<Accepted, Refused> {
+        match signal {
+            Signal::Traces => self.traces(body, transport),
+            Signal::Metrics => self.metrics(body, transport),
+            Signal::Logs => self.logs(body, transport),
+        }
+    }
+
+    fn traces(&self, body: Bytes, transport: Transport) -> Result<Accepted, Refused> {
+        let mut batch = match decode_traces(body, &self.opts) {
+            Ok(b) => b,
+            Err(e) => {
+                self.count_refused(Reason::Decode, None);
+                return Err(Refused::new(
+                    Reason::Decode,
+                    format!("cannot decode ExportTraceServiceRequest: {e}"),
+                ));
+            }
+        };
+        let now = self.shared.clock.now_ns();
+        let v = validate_spans(&mut batch, now, self.set.skew);
+        let (backwards, future) = (v.backwards, v.future);
+        let invalid = backwards + future;
+        let n = batch.spans.len() as u64;
+        if n == 0 {
+            self.shared.fleet.observe(now, 0);
+            return Ok(Accepted::default());
+        }
+        match self.router.submit_traces(batch) {
+            Ok(()) => {
+                self.shared.fleet.observe(now, 0);
+                let c = &self.shared.counters;
+                Counters::add(
+                    match transport {
+                        Transport::Grpc => &c.accepted_grpc,
+                        Transport::Http => &c.accepted_http,
+                    },
+                    n,
+                );
+                let mut message = String::new();
+                if backwards > 0 {
+                    message.push_str(&format!("{backwards} span(s) end before they start"));
+                }
+                if future > 0 {
+                    if !message.is_empty() {
+                        message.push_str("; ");
+                    }
+                    message.push_str(&format!(
+                        "{future} span(s) end more than max_clock_skew after the receiver's clock"
+                    ));
+                }
+                Ok(Accepted {
+                    rejected: invalid,
+                    message,
+                })
+            }
+            Err(r) => {
+                let reason = match r {
+                    Refusal::Backpressure => Reason::Backpressure,
+                    Refusal::MemoryLimit => Reason::MemoryLimit,
+                };
+                self.count_refused(reason, Some(n));
+                Err(Refused::new(reason, format!("{r}: retry later")))
+            }
+        }
+    }
+
+    fn metrics(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let req = ExportMetricsServiceRequest::decode(body).map_err(|e| {
+            self.count_refused(Reason::Decode, None);
+            Refused::new(
+                Reason::Decode,
+                format!("cannot decode ExportMetricsServiceRequest: {e}"),
+            )
+        })?;
+        let mut points = 0u64;
+        for rm in &req.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    points += match &m.data {
+                        Some(Data::Gauge(g)) => g.data_points.len(),
+                        Some(Data::Sum(s)) => s.data_points.len(),
+                        Some(Data::Histogram(h)) => h.data_points.len(),
+                        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                        Some(Data::Summary(s)) => s.data_points.len(),
+                        None => 0,
+                    } as u64;
+                }
+            }
+        }
+        Counters::add(&self.shared.counters.accepted_metric_points, points);
+        Ok(Accepted::default())
+    }
+
+    fn logs(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        let req = ExportLogsServiceRequest::decode(body).map_err(|e| {
+            self.count_refused(Reason::Decode, None);
+            Refused::new(
+                Reason::Decode,
+                format!("cannot decode ExportLogsServiceRequest: {e}"),
+            )
+        })?;
+        let n: usize = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        Counters::add(&self.shared.counters.accepted_log_records, n as u64);
+        Ok(Accepted::default())
+    }
+
+    /// Encodes the Export response of `signal` (protobuf).
+    pub fn response_protobuf(signal: Signal, a: &Accepted) -> Vec<u8> {
+        use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+        let set = a.rejected > 0;
+        match signal {
+            Signal::Traces => trace::v1::ExportTraceServiceResponse {
+                partial_success: set.then(|| trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: a.rejected as i64,
+                    error_message: a.message.clone(),
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => metrics::v1::ExportMetricsServiceResponse {
+                partial_success: set.then(|| metrics::v1::ExportMetricsPartialSuccess {
+                    rejected_data_points: a.rejected as i64,
+                    error_message: a.message.clone(),
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Logs => logs::v1::ExportLogsServiceResponse {
+                partial_success: set.then(|| logs::v1::ExportLogsPartialSuccess {
+                    rejected_log_records: a.rejected as i64,
+                    error_message: a.message.clone(),
+                }),
+            }
+            .encode_to_vec(),
+        }
+    }
+
+    /// Encodes the Export response of `signal` as OTLP/JSON.
+    pub fn response_json(signal: Signal, a: &Accepted) -> String {
+        if a.rejected == 0 {
+            return "{}".to_string();
+        }
+        let field = match signal {
+            Signal::Traces => "rejectedSpans",
+            Signal::Metrics => "rejectedDataPoints",
+            Signal::Logs => "rejectedLogRecords",
+        };
+        serde_json::json!({
+            "partialSuccess": { field: a.rejected.to_string(), "errorMessage": a.message }
+        })
+        .to_string()
+    }
+}
+
+/// What validation on receipt found in a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// newest valid end time (0 when none)
+    pub newest: u64,
+    /// spans ending before they start
+    pub backwards: u64,
+    /// spans ending more than `skew` after `now`
+    pub future: u64,
+}
+
+/// Marks invalid spans (SPEC §3: end before start, or end more than `skew` after the
+/// wall clock `now`) and finds the newest valid event time for the fleet clock.
+pub fn validate_spans(batch: &mut crate::model::TraceBatch, now: u64, skew: u64) -> Validation {
+    let horizon = now.saturating_add(skew);
+    let mut v = Validation::default();
+    for s in batch.spans.iter_mut() {
+        if s.end_ns < s.start_ns {
+            s.flags |= flags::INVALID;
+            v.backwards += 1;
+        } else if s.end_ns > horizon {
+            s.flags |= flags::INVALID;
+            v.future += 1;
+        } else if s.end_ns > v.newest {
+            v.newest = s.end_ns;
+        }
+    }
+    v
+}
+
+/// Decompresses `body` per `encoding` (None/identity, gzip, zstd), refusing output over
+/// `limit` bytes without ever holding more than `limit + 1` of it (gzip bombs).
+pub fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes, Refused> {
+    let enc = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let reader: Box<dyn Read + '_> = match enc.as_deref() {
+        None | Some("") | Some("identity") => {
+            if body.len() > limit {
+                return Err(Refused::new(
+                    Reason::TooLarge,
+                    format!(
+                        "request body of {} bytes is over the {limit}-byte limit",
+                        body.len()
+                    ),
+                ));
+            }
+            return Ok(body);
+        }
+        Some("gzip") | Some("x-gzip") => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Some("zstd") => match zstd::stream::read::Decoder::new(&body[..]) {
+            Ok(d) => Box::new(d),
+            Err(e) => return Err(Refused::new(Reason::Decode, format!("bad zstd body: {e}"))),
+        },
+        Some(other) => {
+            return Err(Refused::new(
+                Reason::Decode,
+                format!("unsupported content encoding {other:?} (use gzip or zstd)"),
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity((body.len() * 4).min(limit + 1));
+    match reader.take(limit as u64 + 1).read_to_end(&mut out) {
+        Ok(_) if out.len() > limit => Err(Refused::new(
+            Reason::TooLarge,
+            format!("decompressed body is over the {limit}-byte limit"),
+        )),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(Refused::new(
+            Reason::Decode,
+            format!("bad {} body: {e}", enc.unwrap_or_default()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        Bytes::from(e.finish().unwrap())
+    }
+
+    #[test]
+    fn decompression_round_trips_and_refuses_bombs() {
+        let data = vec![7u8; 10_000];
+        assert_eq!(decompress(Some("gzip"), gzip(&data), 10_000).unwrap(), data);
+        let z = Bytes::from(zstd::encode_all(&data[..], 3).unwrap());
+        assert_eq!(decompress(Some("zstd"), z, 10_000).unwrap(), data);
+        let bomb = gzip(&vec![0u8; 50_000_000]);
+        assert!(bomb.len() < 100_000);
+        let e = decompress(Some("gzip"), bomb, 1 << 20).unwrap_err();
+        assert_eq!(e.reason, Reason::TooLarge);
+        let e = decompress(
+            Some("gzip"),
+            Bytes::from_static(b"not gzip at all"),
+            1 << 20,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::Decode);
+        let e = decompress(Some("zstd"), Bytes::from_static(b"not zstd"), 1 << 20).unwrap_err();
+        assert_eq!(e.reason, Reason::Decode);
+        let e = decompress(None, Bytes::from(vec![0u8; 11]), 10).unwrap_err();
+        assert_eq!(e.reason, Reason::TooLarge);
+        let e = decompress(Some("br"), Bytes::from_static(b"x"), 10).unwrap_err();
+        assert_eq!(e.reason, Reason::Decode);
+    }
+}

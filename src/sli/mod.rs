@@ -1,0 +1,4 @@
+pub mod classify;
+pub mod series;
+pub mod sketch;
+pub mod window;

@@ -1,0 +1,302 @@
+//! Bad input over the wire: every case gets SPEC §3's status, is counted under its
+//! reason, and the process keeps serving.
+
+mod common;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use common::{http_request, metric, Proc};
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(service: Option<&str>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: service
+                    .map(|s| vec![kv("service.name", s)])
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn server_span(name: &str, start: u64, end: u64) -> Span {
+    Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: name.into(),
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        ..Default::default()
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn post(
+    p: &Proc,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http_request(&p.http, "POST", path, headers, body)
+}
+
+const PB: (&str, &str) = ("content-type", "application/x-protobuf");
+
+/// One unary gRPC call over a fresh HTTP/2 connection: (grpc-status, message bytes).
+async fn grpc_call(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    framed: Vec<u8>,
+) -> (i32, Bytes) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send
+        .send_request(req.body(Full::new(Bytes::from(framed))).unwrap())
+        .await
+        .unwrap();
+    let header_status = resp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().parse::<i32>().unwrap());
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailer_status = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().parse::<i32>().unwrap());
+    let body = collected.to_bytes();
+    let status = header_status.or(trailer_status).expect("a grpc-status");
+    let msg = if body.len() >= 5 {
+        body.slice(5..)
+    } else {
+        Bytes::new()
+    };
+    (status, msg)
+}
+
+fn frame(flag: u8, msg: &[u8]) -> Vec<u8> {
+    let mut v = vec![flag];
+    v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    v.extend_from_slice(msg);
+    v
+}
+
+const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_spec_status_and_is_counted() {
+    let p = Proc::start(
+        "receivers:\n  otlp:\n    grpc: { endpoint: 127.0.0.1:0 }\n    http: { endpoint: 127.0.0.1:0 }\n    max_request_mib: 1\nadmin: { endpoint: 127.0.0.1:0 }\n",
+    );
+    let now = now_ns();
+    let good = request(
+        Some("svc"),
+        vec![server_span("GET /", now - 1_000_000, now)],
+    )
+    .encode_to_vec();
+    let truncated = &good[..good.len() - 3];
+    // A span name with invalid UTF-8: encode a valid name, then corrupt its bytes.
+    let mut bad_utf8 = request(
+        Some("svc"),
+        vec![server_span("GET /xyz", now - 1_000_000, now)],
+    )
+    .encode_to_vec();
+    let pos = bad_utf8.windows(4).position(|w| w == b"/xyz").unwrap();
+    bad_utf8[pos + 1] = 0xff;
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    assert!(bomb.len() < 1 << 20, "the bomb is small on the wire");
+    let oversize = vec![0u8; (1 << 20) + 1];
+
+    // HTTP
+    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+        (
+            "garbage",
+            vec![PB],
+            b"\xff\xff\xff\xff garbage".to_vec(),
+            400,
+        ),
+        ("truncated protobuf", vec![PB], truncated.to_vec(), 400),
+        (
+            "wrong content-type",
+            vec![("content-type", "text/plain")],
+            good.clone(),
+            415,
+        ),
+        (
+            "invalid JSON",
+            vec![("content-type", "application/json")],
+            b"{\"resourceSpans\": [".to_vec(),
+            400,
+        ),
+        (
+            "bad gzip",
+            vec![PB, ("content-encoding", "gzip")],
+            b"definitely not gzip".to_vec(),
+            400,
+        ),
+        (
+            "gzip bomb",
+            vec![PB, ("content-encoding", "gzip")],
+            bomb.clone(),
+            413,
+        ),
+        ("oversize body", vec![PB], oversize.clone(), 413),
+        ("invalid UTF-8", vec![PB], bad_utf8.clone(), 400),
+    ];
+    for (what, headers, body, want) in &cases {
+        let (status, _, _) = post(&p, "/v1/traces", headers, body);
+        assert_eq!(status, *want, "HTTP {what}");
+    }
+    // gRPC
+    let grpc_cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, i32)> = vec![
+        ("garbage", vec![], frame(0, b"\xff\xff\xff\xff garbage"), 3),
+        ("truncated protobuf", vec![], frame(0, truncated), 3),
+        ("truncated frame", vec![], frame(0, &good)[..10].to_vec(), 3),
+        (
+            "bad gzip",
+            vec![("grpc-encoding", "gzip")],
+            frame(1, b"not gzip"),
+            3,
+        ),
+        (
+            "gzip bomb",
+            vec![("grpc-encoding", "gzip")],
+            frame(1, &bomb),
+            8,
+        ),
+        ("oversize", vec![], frame(0, &oversize), 8),
+        ("invalid UTF-8", vec![], frame(0, &bad_utf8), 3),
+    ];
+    for (what, headers, body, want) in &grpc_cases {
+        let (status, _) = grpc_call(&p.grpc, TRACES, headers, body.clone()).await;
+        assert_eq!(status, *want, "gRPC {what}");
+    }
+
+    // Still serving: a valid request is accepted on both transports.
+    let (status, _, _) = post(&p, "/v1/traces", &[PB], &good);
+    assert_eq!(status, 200);
+    let (status, _) = grpc_call(&p.grpc, TRACES, &[], frame(0, &good)).await;
+    assert_eq!(status, 0);
+
+    // A resource without service.name is unknown_service; a span ending before it
+    // starts is invalid, counted, and reported in partial_success.
+    let mixed = request(
+        None,
+        vec![
+            server_span("ok", now - 2_000_000, now),
+            server_span("backwards", now, now - 1_000),
+        ],
+    );
+    let (status, msg) = grpc_call(&p.grpc, TRACES, &[], frame(0, &mixed.encode_to_vec())).await;
+    assert_eq!(status, 0);
+    let resp = ExportTraceServiceResponse::decode(msg).unwrap();
+    let ps = resp
+        .partial_success
+        .expect("partial_success for an invalid span");
+    assert_eq!(ps.rejected_spans, 1);
+    assert!(
+        ps.error_message.contains("end before"),
+        "{}",
+        ps.error_message
+    );
+    let (status, _, body) = post(&p, "/v1/traces", &[PB], &good);
+    assert_eq!(status, 200);
+    let ok = ExportTraceServiceResponse::decode(Bytes::from(body)).unwrap();
+    assert!(
+        ok.partial_success.is_none(),
+        "a valid request leaves partial_success unset"
+    );
+
+    let m = p.wait_metrics(10, |m| {
+        metric(
+            m,
+            "momentum_sli_requests_total",
+            &[("service_name", "unknown_service")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_sli_requests_total",
+            &[("service_name", "unknown_service")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "momentum_pipeline_invalid_spans_total", &[]),
+        Some(1.0)
+    );
+    let refused = |r: &str| {
+        metric(
+            &m,
+            "momentum_receiver_refused_spans_total",
+            &[("reason", r)],
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        refused("decode"),
+        10.0,
+        "5 HTTP + 5 gRPC undecodable requests, one span each"
+    );
+    assert_eq!(refused("too_large"), 4.0);
+    assert_eq!(refused("unsupported_media_type"), 1.0);
+    // accepted = processed + late + invalid once drained
+    let accepted = metric(&m, "momentum_receiver_accepted_spans_total", &[]).unwrap();
+    let processed = metric(&m, "momentum_pipeline_processed_spans_total", &[]).unwrap();
+    let late = metric(&m, "momentum_pipeline_late_spans_total", &[]).unwrap();
+    let invalid = metric(&m, "momentum_pipeline_invalid_spans_total", &[]).unwrap();
+    assert_eq!(accepted, processed + late + invalid);
+    assert_eq!(accepted, 5.0);
+    assert!(p.stop().success());
+}

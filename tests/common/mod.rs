@@ -1,0 +1,243 @@
+//! Shared helpers of the integration tests: start the real binary on OS-chosen ports,
+//! talk to it over real sockets, stop it with a signal.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `momentum` process.
+pub struct Proc {
+    pub child: Child,
+    pub grpc: String,
+    pub http: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// The config every test starts from: all ports OS-chosen; `extra` is appended.
+pub fn config_yaml(extra: &str) -> String {
+    format!(
+        "receivers:\n  otlp:\n    grpc: {{ endpoint: 127.0.0.1:0 }}\n    http: {{ endpoint: 127.0.0.1:0 }}\nadmin: {{ endpoint: 127.0.0.1:0 }}\n{extra}"
+    )
+}
+
+impl Proc {
+    /// Starts the binary with `yaml` as its config and waits for its ready line.
+    pub fn start(yaml: &str) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("momentum.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_momentum"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn momentum");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}= in ready line {line:?}"))
+                .to_string()
+        };
+        Proc {
+            grpc: field("grpc"),
+            http: field("http"),
+            admin: field("admin"),
+            child,
+            dir,
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+
+    /// GET on the admin endpoint.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let (s, _, b) = http_request(&self.admin, "GET", path, &[], &[]);
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// The /metrics text.
+    pub fn metrics(&self) -> String {
+        let (s, body) = self.admin_get("/metrics");
+        assert_eq!(s, 200, "GET /metrics");
+        body
+    }
+
+    /// Polls /metrics until `f` accepts it (at most `secs` seconds).
+    pub fn wait_metrics(&self, secs: u64, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = self.metrics();
+            if f(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection: (status, headers, body).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    // The server may answer (413) and close before reading an oversize body: a failed
+    // write is not the test's failure, the answer is.
+    let _ = s.write_all(req.as_bytes()).and_then(|_| s.write_all(body));
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let hdrs: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if hdrs
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, hdrs, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+/// The value of the sample `name{labels}` where every `(k, v)` of `labels` matches
+/// (other labels may be present), summed over all matching samples; None when absent.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (n, l) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        let ok = labels
+            .iter()
+            .all(|(k, v)| l.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if ok {
+            let v: f64 = value.parse().expect("sample value");
+            sum = Some(sum.unwrap_or(0.0) + v);
+        }
+    }
+    sum
+}
+
+/// The Python interpreter of the test venv (set up by ./test.sh).
+pub fn python() -> Option<PathBuf> {
+    std::env::var_os("MOMENTUM_PYTHON").map(PathBuf::from)
+}
+
+/// Runs a script under tests/py with the venv's Python and returns its JSON line.
+pub fn run_py(script: &str, args: &[&str]) -> serde_json::Value {
+    let py = python().expect("MOMENTUM_PYTHON is not set: run the suite through ./test.sh");
+    let out = Command::new(py)
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/py")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("JSON line")
+}
