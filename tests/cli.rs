@@ -1,0 +1,81 @@
+//! The command line: `validate` reports every problem with its key path and exits 2;
+//! `--help` works on every command.
+
+use std::process::Command;
+
+fn momentum(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_momentum"))
+        .args(args)
+        .output()
+        .expect("run momentum")
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "sli:\n  resoluton: 10s\ndelivery:\n  lookback: 3x\nslos:\n  - service: \"*\"\n    objectives:\n      availability: 100.5\n",
+    )
+    .unwrap();
+    let out = momentum(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sli.resoluton: unknown key"), "{err}");
+    assert!(err.contains("delivery.lookback: invalid duration"), "{err}");
+    assert!(
+        err.contains("slos[0].objectives.availability: must be in (0,100)"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 3, "exactly the three problems: {err}");
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/momentum.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let out = momentum(&["validate", "--config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "config ok");
+
+    let out = momentum(&[
+        "validate",
+        "--config",
+        dir.path().join("missing.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
+
+#[test]
+fn help_and_bad_usage() {
+    for args in [&["--help"][..], &["run", "--help"], &["validate", "--help"]] {
+        let out = momentum(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(momentum(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        momentum(&["validate"]).status.code(),
+        Some(2),
+        "validate needs --config"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_runtime_failure_naming_the_endpoint() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, format!("receivers:\n  otlp:\n    grpc: {{ endpoint: {addr} }}\n    http: {{ endpoint: 127.0.0.1:0 }}\nadmin: {{ endpoint: 127.0.0.1:0 }}\n")).unwrap();
+    let out = momentum(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+}
