@@ -12,5 +12,7 @@
 //!
 //! Module map:
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
+//! - [`sli`]: per-span SLI state; [`sli::sketch`] is the latency quantile sketch.
 
 pub mod model;
+pub mod sli;
