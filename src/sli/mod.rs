@@ -1,3 +1,10 @@
+//! Service-level indicators computed from spans.
+//!
+//! - [`classify`]: span → outcome (SPEC §5).
+//! - [`window`]: event-time buckets and rolling windows.
+//! - [`sketch`]: the DDSketch behind latency quantiles (and the archive's `latency_sketch`).
+//! - [`series`]: per-series latency sub-windows and roll-ups.
+
 pub mod classify;
 pub mod series;
 pub mod sketch;

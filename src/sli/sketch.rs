@@ -69,9 +69,11 @@
 //! count (`u64`), sum, min and max are tracked exactly beside the bins.
 //!
 //! Memory: 80 bytes of header plus 4 bytes per bin in the covered range. A latency spread of 3
-//! decades (1 ms … 1 s) covers ≈ 350 bins at α = 0.01: ≈ 1.5 KiB with growth slack, ≈ 1.48 KiB
-//! after [`Sketch::trim`]. The worst case for durations built from nanosecond timestamps
-//! (1 ns … 584 years, 19.3 decades) is ≈ 2,250 bins, ≈ 9 KiB.
+//! decades (1 ms … 1 s) covers ≈ 350 bins at α = 0.01: ≈ 1,480 bytes after [`Sketch::trim`], at
+//! most 1,608 with growth slack. The widest range durations built from nanosecond timestamps
+//! can take (1 ns … 584 years, 19.3 decades) is ≈ 2,240 bins, ≈ 9 KB. Decoding allocates at
+//! most the mapping's whole index range (≈ 72,000 bins, 288 KB, at α = 0.01), whatever the
+//! bytes claim.
 //!
 //! # Quantiles
 //!
@@ -119,7 +121,7 @@ use prost::Message;
 
 /// Default relative accuracy (`sli.latency_accuracy`).
 pub const DEFAULT_ACCURACY: f64 = 0.01;
-/// Finest accepted relative accuracy: below it a 3-decade sketch passes 140 KB.
+/// Finest accepted relative accuracy: at it a 3-decade sketch already takes 140 KB.
 pub const MIN_ACCURACY: f64 = 1e-4;
 /// Coarsest accepted relative accuracy: beyond it a quantile says little.
 pub const MAX_ACCURACY: f64 = 0.5;
@@ -265,7 +267,7 @@ impl Mapping {
         if index == ZERO_INDEX {
             return 0.0;
         }
-        self.lower_bound(index) * (1.0 + 1.5 * self.alpha)
+        self.lower_bound(index) * (1.0 + self.alpha)
     }
 
     /// The smallest value of bin `index` (0 for [`ZERO_INDEX`]).
@@ -486,7 +488,8 @@ impl Sketch {
     }
 
     /// Adds `v` whose bin `index` the caller computed with [`Mapping::index`] — once, for all
-    /// the sketches a span lands in. Same return value and rules as [`Sketch::add`].
+    /// the sketches a span lands in. Same return value and rules as [`Sketch::add`]. An index
+    /// from anywhere else puts `v` in the wrong bin (and a far-off one allocates up to it).
     #[inline]
     pub fn add_index(&mut self, index: i32, v: f64) -> bool {
         if !v.is_finite() {
@@ -506,14 +509,21 @@ impl Sketch {
             return true;
         }
         let pos = index.wrapping_sub(self.offset) as u32 as usize;
-        // While the total count fits in a u32, no u32 bin can overflow.
-        if let Bins::Narrow(b) = &mut self.bins {
-            if let Some(c) = b.get_mut(pos) {
-                if self.count <= u64::from(u32::MAX) {
+        match &mut self.bins {
+            // While the total count fits in a u32, no u32 bin can overflow.
+            Bins::Narrow(b) if self.count <= u64::from(u32::MAX) => {
+                if let Some(c) = b.get_mut(pos) {
                     *c += 1;
                     return true;
                 }
             }
+            Bins::Wide(b) => {
+                if let Some(c) = b.get_mut(pos) {
+                    *c += 1;
+                    return true;
+                }
+            }
+            Bins::Narrow(_) => {}
         }
         self.add_to_bin_slow(index, 1);
         true
@@ -579,8 +589,8 @@ impl Sketch {
     /// Positions of the first and last non-empty bins.
     fn nonzero_span(&self) -> Option<(usize, usize)> {
         with_bins!(&self.bins, b => {
-            let first = b.iter().position(|c| u64::from(*c) != 0)?;
-            let last = b.iter().rposition(|c| u64::from(*c) != 0)?;
+            let first = b.iter().position(|c| *c != Default::default())?;
+            let last = b.iter().rposition(|c| *c != Default::default())?;
             Some((first, last))
         })
     }
