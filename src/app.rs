@@ -24,6 +24,9 @@ use crate::telemetry::Telemetry;
 /// Errors starting the processor.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// a configured feature this build does not implement yet
+    #[error("{0} is configured but not supported by this build yet: remove it from the config")]
+    Unsupported(&'static str),
     /// a listener could not bind
     #[error("cannot listen on {what} endpoint {addr}: {source}")]
     Bind {
@@ -68,6 +71,15 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 impl App {
     /// Starts everything on the current tokio runtime.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        // Refuse, rather than silently ignore, settings whose implementation has not
+        // landed: a user who asked for TLS or auth must not get a plaintext open port.
+        let o = &config.receivers.otlp;
+        if o.tls.is_some() || config.admin.tls.is_some() {
+            return Err(StartError::Unsupported("tls"));
+        }
+        if o.auth.is_some() || config.admin.auth.is_some() {
+            return Err(StartError::Unsupported("auth"));
+        }
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
         let shared = Shared::new(clock);
