@@ -12,5 +12,7 @@
 //!
 //! Module map:
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
+//! - [`receiver`]: request bodies to batches (zero-copy trace decoder, OTLP/JSON adapter).
 
 pub mod model;
+pub mod receiver;

@@ -1,0 +1,487 @@
+//! The zero-copy OTLP trace decoder: `ExportTraceServiceRequest` bytes → [`TraceBatch`].
+//!
+//! A hand-written protobuf wire reader that walks only what the shards need and skips the
+//! rest by wire type. It allocates nothing per span beyond the pushes into the batch
+//! vectors and copies no string: every text field is a [`Str`] range into the request
+//! buffer, which the batch keeps alive (`Bytes` is reference counted).
+//!
+//! # What it extracts
+//!
+//! Per `ResourceSpans` with at least one span, a [`ResourceRec`]: `service.name`,
+//! `service.namespace`, `deployment.environment.name` (else `deployment.environment`),
+//! `service.version`, and the rare attributes of [`Ext`] (CI/CD, VCS, deployment,
+//! `error.type`; the record-level identity fields of a resource's `Ext` stay empty, since
+//! the resource's identity is the `ResourceRec` itself). Per span, a [`SpanRec`]; a span
+//! carrying at least one rare key also gets an [`Ext`] in [`TraceBatch::ext`].
+//!
+//! # Attribute semantics
+//!
+//! - **Duplicate keys: the last occurrence wins**, whatever its value: a later
+//!   `http.route` with an int value leaves the route absent, even after an earlier string.
+//!   Flags ([`crate::model::flags`]) record that a key is present at all, with any value.
+//! - String fields ([`Str`]) take string values only; any other value type is "absent".
+//! - `http.response.status_code` and legacy `http.status_code`: an int, or a string that
+//!   parses as an `i64`; outside `100..=999` it is absent (0). The new key is used when it
+//!   yields a code, else the legacy one.
+//! - `rpc.grpc.status_code`: an int in `0..=16`, else absent (255).
+//! - `rpc.status_code`: a string mapped to [`rpc_code`]; present with any other string
+//!   or value type it is [`rpc_code::OTHER`].
+//! - `cicd.pipeline.run.id`: a string ([`Ext::run_id`]) or an int ([`Ext::run_id_int`]).
+//! - Environment: the `deployment.environment.name` string when non-empty, else the
+//!   `deployment.environment` string.
+//! - Identity values (service, namespace, environment, version — on the resource and,
+//!   for record-level attribution, on the span — plus span name and `http.route`) are
+//!   cut to at most [`DecodeOptions::max_value_bytes`] bytes on a UTF-8 char boundary.
+//! - Span kinds outside 0..=5 read as `UNSPECIFIED`, status codes outside 0..=2 as
+//!   `UNSET`.
+//!
+//! # Validation
+//!
+//! Every structure the reader walks must be well formed: a truncated varint, length or
+//! fixed field, a length running past its enclosing message, a wrong wire type for a
+//! field it reads, an invalid key, a stray end-group tag or a group nested deeper than
+//! [`MAX_GROUP_DEPTH`] is a [`DecodeError`]. Every string it reads must be valid UTF-8:
+//! span names, attribute keys of spans and resources, the values of resource attributes,
+//! the span attribute values it extracts, and status messages.
+//!
+//! Fields skipped wholesale are **not** validated: trace/span ids, `trace_state`, events,
+//! links, scopes, span attributes it does not extract, and arrays/kvlists nested in
+//! attribute values. So this reader accepts a few requests a full protobuf decoder would
+//! refuse (invalid UTF-8 inside an event, say); it accepts everything such a decoder
+//! accepts, with the same protobuf semantics (last scalar wins, repeated occurrences of a
+//! singular message field merge, unknown fields — groups included — are skipped).
+//!
+//! Never panics, whatever the input; lengths are checked against what remains before any
+//! arithmetic on them.
+
+use bytes::Bytes;
+
+use crate::model::{Ext, ResourceRec, SpanRec, Str, TraceBatch};
+
+mod attrs;
+mod wire;
+
+use attrs::{classify, cut, kind_of, status_of, str_of, Attrs, Key, Val};
+use wire::{expect, Cur, Wire, I64, LEN, VARINT};
+
+/// Decoder settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Identity values (service, namespace, environment, version, span name, route) are
+    /// cut to at most this many bytes, on a UTF-8 char boundary (`limits.max_value_bytes`).
+    pub max_value_bytes: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: 256,
+        }
+    }
+}
+
+/// Why a request body could not be decoded. All are permanent: the same bytes fail again
+/// (gRPC `INVALID_ARGUMENT`, HTTP 400). Byte offsets count from the start of the body.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The input ends inside a field.
+    #[error("truncated protobuf: {what} at byte {at} runs past the end of its message")]
+    Truncated {
+        /// what was being read
+        what: &'static str,
+        /// offset where it starts
+        at: usize,
+    },
+    /// A varint longer than 10 bytes or overflowing 64 bits.
+    #[error("invalid protobuf varint at byte {at}")]
+    BadVarint {
+        /// offset of the varint
+        at: usize,
+    },
+    /// A field key that is not valid protobuf (field number 0, over 32 bits, or wire type
+    /// 6 or 7).
+    #[error("invalid protobuf field key {key} at byte {at}")]
+    BadKey {
+        /// the key value
+        key: u64,
+        /// offset of the key
+        at: usize,
+    },
+    /// A known field encoded with another wire type than its declared one.
+    #[error(
+        "protobuf field {msg}.{field} at byte {at} has wire type {wire_type}, expected {expected}"
+    )]
+    WrongWireType {
+        /// message name
+        msg: &'static str,
+        /// field number
+        field: u32,
+        /// wire type found
+        wire_type: u8,
+        /// wire type the schema declares
+        expected: u8,
+        /// offset of the field key
+        at: usize,
+    },
+    /// A length prefix larger than what remains of its enclosing message.
+    #[error(
+        "protobuf length {len} at byte {at} exceeds the {remaining} bytes left in its message"
+    )]
+    LengthOverflow {
+        /// the declared length
+        len: u64,
+        /// bytes left in the enclosing message
+        remaining: usize,
+        /// offset of the length prefix
+        at: usize,
+    },
+    /// A string field that is not valid UTF-8.
+    #[error("invalid UTF-8 in {field} at byte {at}")]
+    InvalidUtf8 {
+        /// which field (e.g. "span name", "attribute key")
+        field: &'static str,
+        /// offset of the string
+        at: usize,
+    },
+    /// An end-group tag without a matching start-group tag.
+    #[error("unexpected protobuf end-group tag for field {field} at byte {at}")]
+    UnexpectedEndGroup {
+        /// field number of the end-group tag
+        field: u32,
+        /// offset of the tag
+        at: usize,
+    },
+    /// Groups nested deeper than [`MAX_GROUP_DEPTH`].
+    #[error("protobuf groups nested deeper than {MAX_GROUP_DEPTH} at byte {at}")]
+    TooDeep {
+        /// offset of the group that is one too deep
+        at: usize,
+    },
+    /// A body too large to address with 32-bit offsets.
+    #[error("request body of {len} bytes is over the 4 GiB a batch can address")]
+    TooLarge {
+        /// body length
+        len: usize,
+    },
+    /// OTLP/JSON that does not parse or does not follow the OTLP JSON mapping.
+    #[error("invalid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The deepest nesting of (unknown, skipped) protobuf groups accepted; protobuf decoders
+/// such as prost refuse more than 100 levels of nesting, so nothing they accept is refused.
+pub const MAX_GROUP_DEPTH: usize = 100;
+
+/// Decodes an `ExportTraceServiceRequest` (or `TracesData`: same wire form) into a batch
+/// whose [`Str`]s point into `buf`. See the module docs for what is extracted and checked.
+pub fn decode_traces(buf: Bytes, opts: &DecodeOptions) -> Result<TraceBatch, DecodeError> {
+    addressable(buf.len())?;
+    let mut d = Decoder {
+        w: Wire { buf: &buf },
+        max: opts.max_value_bytes,
+        resources: Vec::new(),
+        // A typical span encodes to 200-1000 bytes; an estimate is enough, the vector grows.
+        spans: Vec::with_capacity(buf.len() / 256 + 1),
+        ext: Vec::new(),
+    };
+    let mut c = Cur::new(0, buf.len());
+    while c.more() {
+        let (field, wt, at) = d.w.key(&mut c)?;
+        match field {
+            1 => {
+                expect(wt, LEN, "ExportTraceServiceRequest", field, at)?;
+                let (s, e) = d.w.len_range(&mut c)?;
+                d.resource_spans(s, e)?;
+            }
+            _ => d.w.skip(&mut c, field, wt, at)?,
+        }
+    }
+    let Decoder {
+        resources,
+        spans,
+        ext,
+        ..
+    } = d;
+    Ok(TraceBatch {
+        buf,
+        resources,
+        spans,
+        ext,
+    })
+}
+
+/// Batches address their buffer with `u32` offsets ([`Str`]).
+fn addressable(len: usize) -> Result<(), DecodeError> {
+    if len > u32::MAX as usize {
+        return Err(DecodeError::TooLarge { len });
+    }
+    Ok(())
+}
+
+struct Decoder<'a> {
+    w: Wire<'a>,
+    max: usize,
+    resources: Vec<ResourceRec>,
+    spans: Vec<SpanRec>,
+    ext: Vec<Ext>,
+}
+
+impl Decoder<'_> {
+    fn resource_spans(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
+        let first = self.spans.len();
+        let mut attrs = Attrs::NEW;
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                // A singular message field seen twice merges: attributes concatenate.
+                1 => {
+                    expect(wt, LEN, "ResourceSpans", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.resource(s, e, &mut attrs)?;
+                }
+                2 => {
+                    expect(wt, LEN, "ResourceSpans", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.scope_spans(s, e)?;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        let count = self.spans.len() - first;
+        if count > 0 {
+            let (buf, max) = (self.w.buf, self.max);
+            self.resources.push(ResourceRec {
+                service: cut(buf, attrs.service, max),
+                namespace: cut(buf, attrs.namespace, max),
+                environment: cut(buf, attrs.environment(), max),
+                version: cut(buf, attrs.version, max),
+                ext: attrs.ext(buf, max, false),
+                first_span: first as u32,
+                span_count: count as u32,
+            });
+        }
+        Ok(())
+    }
+
+    fn resource(&mut self, s: usize, e: usize, attrs: &mut Attrs) -> Result<(), DecodeError> {
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                1 => {
+                    expect(wt, LEN, "Resource", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.key_value(s, e, attrs, true)?;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                2 => {
+                    expect(wt, LEN, "ScopeSpans", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.span(s, e)?;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
+        let mut attrs = Attrs::NEW;
+        let (mut name, mut kind, mut code) = (Str::EMPTY, 0i32, 0i32);
+        let (mut start, mut end) = (0u64, 0u64);
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                5 => {
+                    expect(wt, LEN, "Span", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.w.utf8(s, e, "span name")?;
+                    name = str_of(s, e);
+                }
+                6 => {
+                    expect(wt, VARINT, "Span", field, at)?;
+                    // int32 on the wire: truncation is the protobuf rule.
+                    kind = self.w.varint(&mut c)? as i32;
+                }
+                7 => {
+                    expect(wt, I64, "Span", field, at)?;
+                    start = self.w.fixed64(&mut c)?;
+                }
+                8 => {
+                    expect(wt, I64, "Span", field, at)?;
+                    end = self.w.fixed64(&mut c)?;
+                }
+                9 => {
+                    expect(wt, LEN, "Span", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.key_value(s, e, &mut attrs, false)?;
+                }
+                15 => {
+                    expect(wt, LEN, "Span", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.status(s, e, &mut code)?;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        let ext = if attrs.rare {
+            let idx = self.ext.len() as u32;
+            self.ext.push(attrs.ext(self.w.buf, self.max, true));
+            idx
+        } else {
+            u32::MAX
+        };
+        self.spans.push(SpanRec {
+            start_ns: start,
+            end_ns: end,
+            name: cut(self.w.buf, name, self.max),
+            route: cut(self.w.buf, attrs.route, self.max),
+            raw: str_of(s, e),
+            ext,
+            http_status: if attrs.http != 0 {
+                attrs.http
+            } else {
+                attrs.http_legacy
+            },
+            flags: attrs.flags,
+            kind: kind_of(kind),
+            status: status_of(code),
+            grpc_status: attrs.grpc,
+            rpc_code: attrs.rpc,
+        });
+        Ok(())
+    }
+
+    /// `Status`; a span may carry several, which merge (the last code wins).
+    fn status(&self, s: usize, e: usize, code: &mut i32) -> Result<(), DecodeError> {
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                2 => {
+                    expect(wt, LEN, "Status", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.w.utf8(s, e, "status message")?;
+                }
+                3 => {
+                    expect(wt, VARINT, "Status", field, at)?;
+                    *code = self.w.varint(&mut c)? as i32;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One `KeyValue`. The value is looked at only when the key is one the decoder
+    /// extracts, or when `all_values` (resource attributes: every string value validated).
+    fn key_value(
+        &self,
+        s: usize,
+        e: usize,
+        attrs: &mut Attrs,
+        all_values: bool,
+    ) -> Result<(), DecodeError> {
+        let mut key = (s, s);
+        let mut value = (s, s);
+        let mut values = 0u32;
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                1 => {
+                    expect(wt, LEN, "KeyValue", field, at)?;
+                    key = self.w.len_range(&mut c)?;
+                    self.w.utf8(key.0, key.1, "attribute key")?;
+                }
+                2 => {
+                    expect(wt, LEN, "KeyValue", field, at)?;
+                    let r = self.w.len_range(&mut c)?;
+                    if values == 0 {
+                        value = r;
+                    }
+                    values += 1;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        let k = classify(self.w.buf.get(key.0..key.1).unwrap_or(b""));
+        if k == Key::Other && !all_values {
+            return Ok(());
+        }
+        let mut v = Val::None;
+        if values == 1 {
+            self.any_value(value.0, value.1, &mut v)?;
+        } else if values > 1 {
+            // Several `value` fields merge, like any singular message: fold them in order.
+            let mut c = Cur::new(s, e);
+            while c.more() {
+                let (field, wt, at) = self.w.key(&mut c)?;
+                let (s, e) = match (field, wt) {
+                    (2, LEN) => self.w.len_range(&mut c)?,
+                    _ => {
+                        self.w.skip(&mut c, field, wt, at)?;
+                        continue;
+                    }
+                };
+                self.any_value(s, e, &mut v)?;
+            }
+        }
+        if let Val::Str(s, e) = v {
+            self.w.utf8(s, e, "attribute value")?;
+        }
+        attrs.apply(self.w.buf, k, v);
+        Ok(())
+    }
+
+    /// Folds one `AnyValue` into `v`: the last field of its oneof wins.
+    fn any_value(&self, s: usize, e: usize, v: &mut Val) -> Result<(), DecodeError> {
+        let mut c = Cur::new(s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            match field {
+                1 => {
+                    expect(wt, LEN, "AnyValue", field, at)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    *v = Val::Str(s, e);
+                }
+                3 => {
+                    expect(wt, VARINT, "AnyValue", field, at)?;
+                    *v = Val::Int(self.w.varint(&mut c)? as i64);
+                }
+                2 | 8 => {
+                    expect(wt, VARINT, "AnyValue", field, at)?;
+                    self.w.varint(&mut c)?;
+                    *v = Val::Other;
+                }
+                4 => {
+                    expect(wt, I64, "AnyValue", field, at)?;
+                    self.w.fixed64(&mut c)?;
+                    *v = Val::Other;
+                }
+                5..=7 => {
+                    expect(wt, LEN, "AnyValue", field, at)?;
+                    self.w.len_range(&mut c)?;
+                    *v = Val::Other;
+                }
+                _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
