@@ -589,8 +589,8 @@ impl Sketch {
     /// Positions of the first and last non-empty bins.
     fn nonzero_span(&self) -> Option<(usize, usize)> {
         with_bins!(&self.bins, b => {
-            let first = b.iter().position(|c| u64::from(*c) != 0)?;
-            let last = b.iter().rposition(|c| u64::from(*c) != 0)?;
+            let first = b.iter().position(|c| *c != 0)?;
+            let last = b.iter().rposition(|c| *c != 0)?;
             Some((first, last))
         })
     }
