@@ -84,7 +84,7 @@ struct BoundaryRing {
 
 impl BoundaryRing {
     fn new(cap: usize, first: u64) -> Self {
-        let mut vals = VecDeque::with_capacity(cap.min(64));
+        let mut vals = VecDeque::with_capacity(cap);
         vals.push_back(Counts::default());
         BoundaryRing { first, vals, cap }
     }
