@@ -394,10 +394,13 @@ impl Decoder<'_> {
         attrs: &mut Attrs,
         all_values: bool,
     ) -> Result<(), DecodeError> {
-        let mut key = (s, s);
-        let mut value = (s, s);
-        let mut values = 0u32;
-        let mut c = Cur::new(s, e);
+        let (mut key, mut value, mut values) = ((s, s), (s, s), 0u32);
+        if let Some((k, v)) = self.w.canonical_pair(s, e) {
+            // The usual layout: `key` then `value`, each with a one-byte length.
+            self.w.utf8(k.0, k.1, "attribute key")?;
+            (key, value, values) = (k, v, 1);
+        }
+        let mut c = Cur::new(s, if values == 0 { e } else { s });
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {

@@ -40,27 +40,31 @@ pub(super) enum Key {
 }
 
 pub(super) fn classify(key: &[u8]) -> Key {
-    match key {
-        b"http.route" => Key::Route,
-        b"http.response.status_code" => Key::HttpStatus,
-        b"http.status_code" => Key::HttpStatusLegacy,
-        b"rpc.grpc.status_code" => Key::GrpcStatus,
-        b"rpc.status_code" => Key::RpcStatus,
-        b"service.name" => Key::ServiceName,
-        b"service.namespace" => Key::ServiceNamespace,
-        b"deployment.environment.name" => Key::EnvName,
-        b"deployment.environment" => Key::EnvLegacy,
-        b"service.version" => Key::Version,
-        b"cicd.pipeline.name" => Key::PipelineName,
-        b"cicd.pipeline.result" => Key::PipelineResult,
-        b"cicd.pipeline.run.id" => Key::RunId,
-        b"vcs.ref.head.revision" => Key::Revision,
-        b"deployment.id" => Key::DeploymentId,
-        b"deployment.status" => Key::DeploymentStatus,
-        b"error.type" => Key::ErrorType,
-        _ if key.starts_with(b"cicd.pipeline.task.") => Key::Task,
+    // Length first: most keys are none of these and differ in length from all of them.
+    let k = match key.len() {
+        10 if key == b"http.route" => Key::Route,
+        10 if key == b"error.type" => Key::ErrorType,
+        12 if key == b"service.name" => Key::ServiceName,
+        13 if key == b"deployment.id" => Key::DeploymentId,
+        15 if key == b"rpc.status_code" => Key::RpcStatus,
+        15 if key == b"service.version" => Key::Version,
+        16 if key == b"http.status_code" => Key::HttpStatusLegacy,
+        17 if key == b"service.namespace" => Key::ServiceNamespace,
+        17 if key == b"deployment.status" => Key::DeploymentStatus,
+        18 if key == b"cicd.pipeline.name" => Key::PipelineName,
+        20 if key == b"rpc.grpc.status_code" => Key::GrpcStatus,
+        20 if key == b"cicd.pipeline.result" => Key::PipelineResult,
+        20 if key == b"cicd.pipeline.run.id" => Key::RunId,
+        21 if key == b"vcs.ref.head.revision" => Key::Revision,
+        22 if key == b"deployment.environment" => Key::EnvLegacy,
+        25 if key == b"http.response.status_code" => Key::HttpStatus,
+        27 if key == b"deployment.environment.name" => Key::EnvName,
         _ => Key::Other,
+    };
+    if k == Key::Other && key.len() >= 19 && key.starts_with(b"cicd.pipeline.task.") {
+        return Key::Task;
     }
+    k
 }
 
 /// Attributes of one resource or span, folded as they come (last occurrence wins).

@@ -560,7 +560,7 @@ fn decode(bytes: Vec<u8>, max: usize) -> Result<TraceBatch, DecodeError> {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(Config::with_cases(384))]
+    #![proptest_config(Config::with_cases(512))]
 
     #[test]
     fn lean_decode_matches_reference(req in request_s(), max in max_s()) {
@@ -630,7 +630,7 @@ fn merged_request(rss: &[(ResourceSpans, Option<Resource>, Vec<SpanExtra>)]) -> 
 }
 
 proptest! {
-    #![proptest_config(Config::with_cases(192))]
+    #![proptest_config(Config::with_cases(256))]
 
     #[test]
     fn repeated_singular_fields_merge_like_prost(
@@ -739,7 +739,7 @@ fn fuzz_runner(cases: u32) -> TestRunner {
 fn fuzz_mutated_encodings() {
     use std::sync::atomic::{AtomicU32, Ordering};
     let accepted = AtomicU32::new(0);
-    let cases = 3000;
+    let cases = 8000;
     let mut runner = fuzz_runner(cases);
     let strategy = (request_s(), vec(mutation_s(), 1..4), max_s());
     runner
@@ -762,7 +762,7 @@ fn fuzz_mutated_encodings() {
 
 #[test]
 fn fuzz_random_bytes() {
-    let mut runner = fuzz_runner(4000);
+    let mut runner = fuzz_runner(10000);
     let strategy = (
         prop_oneof![
             vec(any::<u8>(), 0..64),
