@@ -90,8 +90,13 @@ impl App {
         let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
         let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
         let adm = bind("admin", config.admin.endpoint).await?;
-        let (router, shards) =
-            Router::start(n, set.clone(), shared.clone(), Duration::from_millis(500));
+        let (router, shards) = Router::start(
+            n,
+            set.clone(),
+            shared.clone(),
+            Duration::from_millis(500),
+            None,
+        );
         let refused = Arc::new(RefusalCounters::default());
         let rx = Arc::new(Receiver::new(
             router.clone(),

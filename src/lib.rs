@@ -19,10 +19,12 @@
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
 //! - [`export`]: Prometheus exposition.
 //! - [`admin`]: `/metrics`, health, and the JSON API.
+//! - [`archive`]: the Parquet archive of closed windows.
 //! - [`app`]: wiring and graceful shutdown.
 
 pub mod admin;
 pub mod app;
+pub mod archive;
 pub mod config;
 pub mod export;
 pub mod model;

@@ -38,6 +38,8 @@ pub struct Settings {
     pub longest_window: u64,
     /// one-minute sub-windows kept per series
     pub keep_minutes: u64,
+    /// archive window width (ns)
+    pub archive_window: u64,
     /// per-shard queue capacity in bytes
     pub queue_capacity: u64,
     /// memory limit in bytes (0 = off)
@@ -71,6 +73,7 @@ impl Settings {
             series_idle: c.limits.series_idle.as_nanos(),
             longest_window: longest,
             keep_minutes,
+            archive_window: c.archive.window.as_nanos(),
             queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
             memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
             config,

@@ -43,6 +43,7 @@ impl Router {
         set: Arc<Settings>,
         shared: Arc<Shared>,
         tick: std::time::Duration,
+        archive: Option<crate::archive::ArchiveSender>,
     ) -> (Arc<Router>, Vec<tokio::task::JoinHandle<()>>) {
         let mut shards = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
@@ -57,6 +58,7 @@ impl Router {
                 view.clone(),
                 queued.clone(),
                 tick,
+                archive.clone(),
             )));
             shards.push(ShardHandle { tx, queued, view });
         }

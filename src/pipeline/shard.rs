@@ -11,9 +11,10 @@ use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{pair_hash, Settings, Shared};
+use crate::archive::{ArchiveMsg, ArchiveSender, SliRow};
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
-use crate::sli::series::{quantiles, Latency};
+use crate::sli::series::{quantiles, ArchivedWindow, Latency};
 use crate::sli::sketch::{Mapping, Sketch};
 use crate::sli::window::{Counts, SeriesWindows, WINDOWS};
 use crate::view::{OpView, PairView, ShardView, Totals};
@@ -91,6 +92,8 @@ pub struct ShardCore {
     free_ops: Vec<u32>,
     op_index: HashTable<u32>,
     scratch: Sketch,
+    /// closed archive windows waiting to be handed to the archive writer
+    rows: Vec<SliRow>,
 }
 
 impl ShardCore {
@@ -111,6 +114,7 @@ impl ShardCore {
             free_ops: Vec::new(),
             op_index: HashTable::with_capacity(256),
             scratch: Sketch::default(),
+            rows: Vec::new(),
         }
     }
 
@@ -236,12 +240,12 @@ impl ShardCore {
             return;
         }
         p.next_close = (wm / crate::sli::window::MIN + 1) * crate::sli::window::MIN;
-        p.latency.close_upto(wm, |_| {});
-        for &oid in &p.ops {
-            if let Some(Some(op)) = self.ops.get_mut(oid as usize) {
-                op.latency.close_upto(wm, |_| {});
-            }
-        }
+        close_series(p, &mut self.ops, &self.mapping, &mut self.rows, wm);
+    }
+
+    /// Takes the archive rows closed since the last call.
+    pub fn take_rows(&mut self) -> Vec<SliRow> {
+        std::mem::take(&mut self.rows)
     }
 
     fn pair_for(
@@ -309,7 +313,7 @@ impl ShardCore {
             next_close: 0,
             last_event: 0,
             windows: SeriesWindows::new(set.resolution, wm, set.longest_window),
-            latency: Latency::new(wm, set.keep_minutes, true),
+            latency: Latency::new(wm, set.keep_minutes, true, set.archive_window),
             threshold_ns,
             slo_window,
             totals: Totals::default(),
@@ -360,7 +364,7 @@ impl ShardCore {
             name,
             start_ns: now,
             last_event: 0,
-            latency: Latency::new(wm, self.set.keep_minutes, false),
+            latency: Latency::new(wm, self.set.keep_minutes, false, self.set.archive_window),
             totals: Totals::default(),
         };
         let oid = match self.free_ops.pop() {
@@ -479,6 +483,57 @@ impl ShardCore {
     }
 }
 
+/// Closes the latency sub-windows of a pair and its operations up to `wm`, turning
+/// every finished archive window into an `sli` row.
+fn close_series(
+    p: &mut Pair,
+    ops: &mut [Option<Op>],
+    m: &Mapping,
+    rows: &mut Vec<SliRow>,
+    wm: u64,
+) {
+    let good = p.threshold_ns.is_some();
+    let (service, env) = (p.service.clone(), p.environment.clone());
+    let empty: Arc<str> = Arc::from("");
+    p.latency.close_upto(wm, |w| {
+        rows.push(sli_row(m, &service, &env, &empty, good, w))
+    });
+    for &oid in &p.ops {
+        if let Some(Some(op)) = ops.get_mut(oid as usize) {
+            let name = op.name.clone();
+            op.latency.close_upto(wm, |w| {
+                rows.push(sli_row(m, &service, &env, &name, good, w))
+            });
+        }
+    }
+}
+
+fn sli_row(
+    m: &Mapping,
+    service: &Arc<str>,
+    env: &Arc<str>,
+    op: &Arc<str>,
+    good: bool,
+    w: &ArchivedWindow<'_>,
+) -> SliRow {
+    let q = w.sub.sketch.quantiles(m, &[0.5, 0.95, 0.99]);
+    SliRow {
+        window_start_ns: w.start,
+        window_end_ns: w.end,
+        service: service.clone(),
+        environment: env.clone(),
+        operation: op.clone(),
+        requests: w.sub.counts.requests,
+        errors: w.sub.counts.errors,
+        latency_good: good.then_some(w.sub.counts.good),
+        latency_p50_s: q.map(|q| q[0]),
+        latency_p95_s: q.map(|q| q[1]),
+        latency_p99_s: q.map(|q| q[2]),
+        latency_max_s: (w.sub.counts.requests > 0).then(|| w.sub.max_ns as f64 * 1e-9),
+        latency_sketch: w.sub.sketch.encode_ddsketch(m),
+    }
+}
+
 #[inline]
 fn op_hash(pid: u32, name: &[u8]) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
@@ -528,7 +583,16 @@ pub async fn run(
     view: Arc<ArcSwap<ShardView>>,
     queued: Arc<std::sync::atomic::AtomicU64>,
     tick: Duration,
+    archive: Option<ArchiveSender>,
 ) {
+    // Hands closed rows to the archive writer; awaiting a full channel is the
+    // backpressure a slow disk exerts.
+    async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
+        let rows = core.take_rows();
+        if let (Some(tx), false) = (archive, rows.is_empty()) {
+            let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+        }
+    }
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -537,6 +601,7 @@ pub async fn run(
             _ = interval.tick() => {
                 core.tick();
                 view.store(Arc::new(core.view()));
+                hand_off(&mut core, &archive).await;
             }
             msg = rx.recv() => match msg {
                 Some(ShardMsg::Traces { batch, hashes, cost }) => {
@@ -546,11 +611,13 @@ pub async fn run(
                 Some(ShardMsg::Flush(ack)) => {
                     core.tick();
                     view.store(Arc::new(core.view()));
+                    hand_off(&mut core, &archive).await;
                     let _ = ack.send(());
                 }
                 Some(ShardMsg::Shutdown(ack)) => {
                     core.close_all();
                     view.store(Arc::new(core.view()));
+                    hand_off(&mut core, &archive).await;
                     let _ = ack.send(());
                     return;
                 }
@@ -561,6 +628,7 @@ pub async fn run(
     // Every sender is gone: close every open bucket (SPEC §5) and publish the final view.
     core.close_all();
     view.store(Arc::new(core.view()));
+    hand_off(&mut core, &archive).await;
 }
 
 impl ShardCore {
@@ -571,7 +639,7 @@ impl ShardCore {
             let far = self.pairs[pid as usize].clock + self.set.lateness + self.set.skew + 1;
             let p = &mut self.pairs[pid as usize];
             p.windows.close_upto(far);
-            p.latency.close_upto(far, |_| {});
+            close_series(p, &mut self.ops, &self.mapping, &mut self.rows, far);
             let _ = now;
         }
     }

@@ -227,18 +227,59 @@ pub struct Latency {
     pub five: Option<SketchRing>,
     /// hourly roll-ups (service level)
     pub hours: Option<SketchRing>,
+    /// archive window width (ns), 0 = no archive
+    archive_window: u64,
+    /// the archive window being filled from closed minutes
+    acc: Acc,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Acc {
+    start: u64,
+    any: bool,
+    sub: Sub,
+}
+
+/// A closed archive window of a series, handed to the archive hook.
+pub struct ArchivedWindow<'a> {
+    /// window start (ns)
+    pub start: u64,
+    /// window end (ns)
+    pub end: u64,
+    /// counts, max latency and sketch of the window
+    pub sub: &'a Sub,
+}
+
+fn emit(acc: &mut Acc, width: u64, f: &mut impl FnMut(&ArchivedWindow<'_>)) {
+    if acc.any {
+        f(&ArchivedWindow {
+            start: acc.start,
+            end: acc.start + width,
+            sub: &acc.sub,
+        });
+        acc.any = false;
+        acc.sub.reset();
+    }
 }
 
 /// The quantiles exported for latency summaries.
 pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
 
 impl Latency {
-    /// New state; `service_level` adds the 1h/1d roll-ups.
-    pub fn new(watermark: u64, keep_minutes: u64, service_level: bool) -> Self {
+    /// New state; `service_level` adds the 1h/1d roll-ups; `archive_window` (ns, a
+    /// multiple of one minute, 0 = off) groups closed minutes into archive windows.
+    pub fn new(
+        watermark: u64,
+        keep_minutes: u64,
+        service_level: bool,
+        archive_window: u64,
+    ) -> Self {
         Latency {
             minutes: MinuteRing::new(watermark, keep_minutes),
             five: service_level.then(|| SketchRing::new(5 * MIN, 13)),
             hours: service_level.then(|| SketchRing::new(HOUR, 25)),
+            archive_window,
+            acc: Acc::default(),
         }
     }
 
@@ -258,10 +299,15 @@ impl Latency {
         }
     }
 
-    /// Closes minutes up to `watermark`, rolling them up; `f` sees each closed minute
-    /// (the archive's hook).
-    pub fn close_upto(&mut self, watermark: u64, mut f: impl FnMut(&ClosedMinute<'_>)) {
-        let (five, hours) = (&mut self.five, &mut self.hours);
+    /// Closes minutes up to `watermark`, rolling them up; `f` sees each archive window
+    /// that is complete (every minute of it closed) and held requests.
+    pub fn close_upto(&mut self, watermark: u64, mut f: impl FnMut(&ArchivedWindow<'_>)) {
+        let (five, hours, acc, width) = (
+            &mut self.five,
+            &mut self.hours,
+            &mut self.acc,
+            self.archive_window,
+        );
         self.minutes.close_upto(watermark, |cm| {
             if let Some(r) = five.as_mut() {
                 r.add_minute(cm.minute, &cm.sub.sketch);
@@ -269,8 +315,21 @@ impl Latency {
             if let Some(r) = hours.as_mut() {
                 r.add_minute(cm.minute, &cm.sub.sketch);
             }
-            f(&cm);
+            if width > 0 {
+                let start = cm.minute * MIN / width * width;
+                if acc.any && acc.start != start {
+                    emit(acc, width, &mut f);
+                }
+                acc.start = start;
+                acc.any = true;
+                acc.sub.counts.add(&cm.sub.counts);
+                acc.sub.max_ns = acc.sub.max_ns.max(cm.sub.max_ns);
+                acc.sub.sketch.merge(&cm.sub.sketch);
+            }
         });
+        if width > 0 && self.acc.any && self.acc.start + width <= watermark {
+            emit(&mut self.acc, width, &mut f);
+        }
     }
 
     /// The sketch of window `w` (5m, 1h or 1d) at `clock`, merged into `out` (cleared
