@@ -109,6 +109,7 @@ impl App {
             router: router.clone(),
             shared: shared.clone(),
             refused,
+            started_ns: shared.clock.now_ns(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");

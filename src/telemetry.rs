@@ -16,4 +16,6 @@ pub struct Telemetry {
     pub shared: Arc<Shared>,
     /// receiver refusals
     pub refused: Arc<RefusalCounters>,
+    /// process start (Unix ns): the start time of self-telemetry counters
+    pub started_ns: u64,
 }
