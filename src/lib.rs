@@ -16,6 +16,7 @@
 //! - [`receiver`]: OTLP/gRPC and OTLP/HTTP, the lean decoder, OTLP/JSON, admission.
 //! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.
 //! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
+//! - [`slo`]: burn rates, error budgets, alerts, incidents, the release gate.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
 //! - [`export`]: Prometheus exposition.
 //! - [`admin`]: `/metrics`, health, and the JSON API.
@@ -31,5 +32,6 @@ pub mod model;
 pub mod pipeline;
 pub mod receiver;
 pub mod sli;
+pub mod slo;
 pub mod telemetry;
 pub mod view;

@@ -43,6 +43,8 @@ pub struct PairView {
     pub threshold_ns: Option<u64>,
     /// p50, p90, p95, p99, p99.9 per [`QUANTILE_WINDOWS`] (None: no requests)
     pub quantiles: [Option<[f64; 5]>; 3],
+    /// objectives, burn rates, budgets, alerts, incidents (None without an SLO)
+    pub slo: Option<crate::slo::SloState>,
 }
 
 /// One per-operation series.

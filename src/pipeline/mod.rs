@@ -40,6 +40,8 @@ pub struct Settings {
     pub keep_minutes: u64,
     /// archive window width (ns)
     pub archive_window: u64,
+    /// delivery lookback (ns): time to restore and delivery rates look this far back
+    pub lookback: u64,
     /// per-shard queue capacity in bytes
     pub queue_capacity: u64,
     /// memory limit in bytes (0 = off)
@@ -74,6 +76,7 @@ impl Settings {
             longest_window: longest,
             keep_minutes,
             archive_window: c.archive.window.as_nanos(),
+            lookback: c.delivery.lookback.as_nanos(),
             queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
             memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
             config,

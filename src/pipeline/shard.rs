@@ -11,12 +11,13 @@ use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{pair_hash, Settings, Shared};
-use crate::archive::{ArchiveMsg, ArchiveSender, SliRow};
+use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, SliRow};
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
 use crate::sli::series::{quantiles, ArchivedWindow, Latency};
 use crate::sli::sketch::{Mapping, Sketch};
 use crate::sli::window::{Counts, SeriesWindows, WINDOWS};
+use crate::slo::SloState;
 use crate::view::{OpView, PairView, ShardView, Totals};
 
 /// The service name used when a resource has no `service.name`.
@@ -59,6 +60,7 @@ struct Pair {
     totals: Totals,
     ops: Vec<u32>,
     overflow_op: Option<u32>,
+    slo: Option<SloState>,
 }
 
 struct Op {
@@ -94,6 +96,8 @@ pub struct ShardCore {
     scratch: Sketch,
     /// closed archive windows waiting to be handed to the archive writer
     rows: Vec<SliRow>,
+    /// events (alerts, incidents…) waiting to be handed to the archive writer
+    events: Vec<EventRow>,
 }
 
 impl ShardCore {
@@ -115,6 +119,7 @@ impl ShardCore {
             op_index: HashTable::with_capacity(256),
             scratch: Sketch::default(),
             rows: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -233,9 +238,19 @@ impl ShardCore {
         if clock <= p.clock {
             return;
         }
+        let from = p.clock;
         p.clock = clock;
         let wm = clock.saturating_sub(lateness);
         p.windows.close_upto(wm);
+        if let Some(slo) = p.slo.as_mut() {
+            slo.evaluate_range(
+                &p.windows,
+                from,
+                clock,
+                (&p.service, &p.environment),
+                &mut self.events,
+            );
+        }
         if wm < p.next_close {
             return;
         }
@@ -246,6 +261,11 @@ impl ShardCore {
     /// Takes the archive rows closed since the last call.
     pub fn take_rows(&mut self) -> Vec<SliRow> {
         std::mem::take(&mut self.rows)
+    }
+
+    /// Takes the events (alerts, incidents) recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<EventRow> {
+        std::mem::take(&mut self.events)
     }
 
     fn pair_for(
@@ -301,6 +321,7 @@ impl ShardCore {
             .and_then(|s| s.objectives.latency.as_ref())
             .map(|l| l.threshold.as_nanos());
         let slo_window = slo.map(|s| s.window.as_nanos());
+        let slo_state = slo.and_then(|s| SloState::new(s, set.lookback));
         let clock = floor;
         let wm = clock.saturating_sub(set.lateness);
         let pid = self.pairs.len() as u32;
@@ -319,6 +340,7 @@ impl ShardCore {
             totals: Totals::default(),
             ops: Vec::new(),
             overflow_op: None,
+            slo: slo_state,
         });
         pid
     }
@@ -423,7 +445,11 @@ impl ShardCore {
         let mut mem = 0usize;
         for (pid, p) in self.pairs.iter().enumerate() {
             mem += p.windows.memory_bytes() + p.latency.memory_bytes();
-            if p.last_event == 0 || p.clock.saturating_sub(p.last_event) > idle {
+            let alarmed = p
+                .slo
+                .as_ref()
+                .is_some_and(|s| s.incident.is_some() || s.paging());
+            if p.last_event == 0 || (p.clock.saturating_sub(p.last_event) > idle && !alarmed) {
                 continue;
             }
             let mut windows = [None; 8];
@@ -456,6 +482,7 @@ impl ShardCore {
                 slo_window_ns: p.slo_window,
                 threshold_ns: p.threshold_ns,
                 quantiles: qs,
+                slo: p.slo.clone(),
             });
         }
         for op in self.ops.iter().flatten() {
@@ -589,8 +616,14 @@ pub async fn run(
     // backpressure a slow disk exerts.
     async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
         let rows = core.take_rows();
-        if let (Some(tx), false) = (archive, rows.is_empty()) {
-            let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+        let events = core.take_events();
+        if let Some(tx) = archive {
+            if !rows.is_empty() {
+                let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+            }
+            if !events.is_empty() {
+                let _ = tx.send(ArchiveMsg::Events(events)).await;
+            }
         }
     }
     let mut interval = tokio::time::interval(tick);
