@@ -171,7 +171,11 @@ pub fn collect(t: &Telemetry) -> Vec<Family> {
         for (wi, w) in QUANTILE_WINDOWS.iter().enumerate() {
             lat.samples.push(Sample {
                 attrs: with(pair_attrs(p), "window", w),
-                value: summary(p.quantiles[wi], p.totals.requests, p.totals.latency_sum_s),
+                value: summary(
+                    p.quantiles[wi],
+                    p.totals.latency_count,
+                    p.totals.latency_sum_s,
+                ),
                 start_ns: p.start_ns,
             });
         }
@@ -215,7 +219,11 @@ pub fn collect(t: &Telemetry) -> Vec<Family> {
         oerr.push(a.clone(), op.totals.errors as f64, op.start_ns);
         olat.samples.push(Sample {
             attrs: with(a, "window", "5m"),
-            value: summary(op.quantiles, op.totals.requests, op.totals.latency_sum_s),
+            value: summary(
+                op.quantiles,
+                op.totals.latency_count,
+                op.totals.latency_sum_s,
+            ),
             start_ns: op.start_ns,
         });
     }
@@ -365,7 +373,35 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
         );
     }
     out.push(f);
-    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 5] = [
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 9] = [
+        (
+            "momentum.receiver.sli_metric_points",
+            "momentum_receiver_sli_metric_points_total",
+            "{point}",
+            "Duration-histogram points used for metrics-derived SLIs.",
+            get(&c.sli_metric_points),
+        ),
+        (
+            "momentum.receiver.unusable_metric_points",
+            "momentum_receiver_unusable_metric_points_total",
+            "{point}",
+            "Duration-histogram points left out: their unit is not a duration.",
+            get(&c.unusable_metric_points),
+        ),
+        (
+            "momentum.pipeline.late_metric_points",
+            "momentum_pipeline_late_metric_points_total",
+            "{point}",
+            "Duration-histogram points behind the watermark.",
+            get(&c.late_metric_points),
+        ),
+        (
+            "momentum.pipeline.invalid_metric_points",
+            "momentum_pipeline_invalid_metric_points_total",
+            "{point}",
+            "Duration-histogram points in the future or before their start time.",
+            get(&c.invalid_metric_points),
+        ),
         (
             "momentum.receiver.accepted_metric_points",
             "momentum_receiver_accepted_metric_points_total",

@@ -150,7 +150,7 @@ impl Receiver {
     /// span count cannot be known when it does not decode).
     pub fn count_refused(&self, reason: Reason, spans: Option<u64>) {
         let i = REASONS.iter().position(|&r| r == reason).unwrap_or(0);
-        Counters::add(&self.refused.spans[i], spans.unwrap_or(1).max(1));
+        Counters::add(&self.refused.spans[i], spans.unwrap_or(1));
         Counters::add(&self.refused.requests[i], 1);
     }
 
@@ -261,7 +261,29 @@ impl Receiver {
                 }
             }
         }
-        Counters::add(&self.shared.counters.accepted_metric_points, points);
+        let config = &self.set.config;
+        let (pairs, unusable) = crate::sli::metrics::extract(&req, |svc, env| {
+            config
+                .slo_for(svc, env)
+                .and_then(|s| s.objectives.latency.as_ref())
+                .map(|l| l.threshold.as_secs_f64())
+        });
+        let used: u64 = pairs.iter().map(|p| p.points.len() as u64).sum();
+        if !pairs.is_empty() {
+            if let Err(r) = self.router.submit_metrics(pairs) {
+                let reason = match r {
+                    Refusal::Backpressure => Reason::Backpressure,
+                    Refusal::MemoryLimit => Reason::MemoryLimit,
+                };
+                self.count_refused(reason, Some(0));
+                return Err(Refused::new(reason, format!("{r}: retry later")));
+            }
+        }
+        self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
+        let c = &self.shared.counters;
+        Counters::add(&c.accepted_metric_points, points);
+        Counters::add(&c.sli_metric_points, used);
+        Counters::add(&c.unusable_metric_points, unusable);
         Ok(Accepted::default())
     }
 
