@@ -81,7 +81,7 @@ fn find_pair(
     a: &Admin,
     name: &str,
     q: &HashMap<String, String>,
-) -> Result<(PairView, Vec<OpView>), Response> {
+) -> Result<(PairView, Vec<OpView>), Box<Response>> {
     let (pairs, ops) = merged(&a.telemetry.router.views());
     let matching: Vec<usize> = pairs
         .iter()
@@ -89,8 +89,9 @@ fn find_pair(
         .filter(|(_, p)| *p.service == *name)
         .map(|(i, _)| i)
         .collect();
-    let not_found =
-        |msg: String| (StatusCode::NOT_FOUND, Json(json!({ "error": msg }))).into_response();
+    let not_found = |msg: String| {
+        Box::new((StatusCode::NOT_FOUND, Json(json!({ "error": msg }))).into_response())
+    };
     if matching.is_empty() {
         return Err(not_found(format!("unknown service {name:?}")));
     }
@@ -102,14 +103,14 @@ fn find_pair(
         None if matching.len() == 1 => Some(matching[0]),
         None => {
             let envs: Vec<&str> = matching.iter().map(|&i| &*pairs[i].environment).collect();
-            return Err((
+            return Err(Box::new((
                 StatusCode::BAD_REQUEST,
                 Json(json!({
                     "error": format!("service {name:?} runs in several environments: name one with ?environment="),
                     "environments": envs,
                 })),
             )
-                .into_response());
+                .into_response()));
         }
     };
     let Some(i) = chosen else {
@@ -132,7 +133,7 @@ async fn service(
 ) -> Response {
     match find_pair(&a, &name, &q) {
         Ok((p, ops)) => Json(service_json(&p, &ops.iter().collect::<Vec<_>>())).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -152,7 +153,7 @@ async fn gate(
             }))
             .into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

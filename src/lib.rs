@@ -4,10 +4,10 @@
 //! delivery signals out.
 //!
 //! ```text
-//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics)
-//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ admin JSON API
-//!                  (decode,          └─ shard N ─┘        └─ (archive, push: later)
-//!                   validate)   hash(service, env) → shard; each shard owns its state
+//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics, remote write)
+//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ otlp push, own telemetry
+//!                  (decode,          └─ shard N ─┘        ├─ admin JSON API
+//!                   validate)   hash(service, env) → shard └─ (archive: later)
 //! ```
 //!
 //! Module map:
@@ -18,7 +18,8 @@
 //! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
 //! - [`slo`]: burn rates, error budgets, alerts, incidents, the release gate.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
-//! - [`export`]: Prometheus exposition.
+//! - [`export`]: the neutral family model and its renderers: Prometheus exposition,
+//!   remote write, OTLP metrics push, and momentum's own telemetry over OTLP.
 //! - [`admin`]: `/metrics`, health, and the JSON API.
 //! - [`archive`]: the Parquet archive of closed windows.
 //! - [`app`]: wiring and graceful shutdown.

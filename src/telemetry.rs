@@ -1,6 +1,7 @@
 //! What the exporters and the admin API read: the shard snapshots (through the router)
 //! and the process-wide self-telemetry counters.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::pipeline::router::Router;
@@ -18,4 +19,35 @@ pub struct Telemetry {
     pub refused: Arc<RefusalCounters>,
     /// process start (Unix ns): the start time of self-telemetry counters
     pub started_ns: u64,
+    /// one entry per configured exporter, in start order
+    pub exporters: Vec<Arc<ExporterStats>>,
+}
+
+/// Counters of one exporter, exported with the label `exporter="{name}"`.
+///
+/// Items are what the exporter ships: OTLP data points, remote-write samples, forwarded
+/// spans/points/records. A push that is given up on counts its items as failed; the
+/// next push of cumulative values carries them again, so nothing is double counted.
+#[derive(Debug)]
+pub struct ExporterStats {
+    /// the `exporter` label value (`otlp`, `remote_write`, `forward`)
+    pub name: &'static str,
+    /// items delivered
+    pub sent: AtomicU64,
+    /// items given up on (permanent error, or retries exhausted)
+    pub failed: AtomicU64,
+    /// attempts retried after a retryable error
+    pub retried: AtomicU64,
+}
+
+impl ExporterStats {
+    /// Zeroed counters for the exporter `name`.
+    pub fn new(name: &'static str) -> Arc<ExporterStats> {
+        Arc::new(ExporterStats {
+            name,
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+        })
+    }
 }

@@ -329,6 +329,16 @@ fn slo_families(out: &mut Vec<Family>, pairs: &[PairView]) {
     out.extend([burn, budget, alert, alerts, incidents, open, ttr]);
 }
 
+/// Only the self-telemetry families (no service attributes): what momentum's own
+/// telemetry (`telemetry.otlp`) pushes.
+pub fn collect_self(t: &Telemetry) -> Vec<Family> {
+    let views = t.router.views();
+    let (pairs, ops) = merged(&views);
+    let mut out = Vec::with_capacity(16);
+    self_telemetry(&mut out, t, pairs.len(), ops.len());
+    out
+}
+
 fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize) {
     let c = &t.shared.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
@@ -480,4 +490,40 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
         start,
     );
     out.push(f);
+    exporters(out, t);
+}
+
+fn exporters(out: &mut Vec<Family>, t: &Telemetry) {
+    if t.exporters.is_empty() {
+        return;
+    }
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let mut sent = Family::new(
+        "momentum.exporter.sent",
+        "momentum_exporter_sent_total",
+        "{item}",
+        Kind::Counter,
+        "Items (data points, samples, spans, records) delivered, by exporter.",
+    );
+    let mut failed = Family::new(
+        "momentum.exporter.failed",
+        "momentum_exporter_failed_total",
+        "{item}",
+        Kind::Counter,
+        "Items given up on (permanent error or retries exhausted), by exporter.",
+    );
+    let mut retried = Family::new(
+        "momentum.exporter.retried",
+        "momentum_exporter_retried_total",
+        "{request}",
+        Kind::Counter,
+        "Export attempts retried after a retryable error, by exporter.",
+    );
+    for e in &t.exporters {
+        let label = || vec![("exporter", s(e.name))];
+        sent.push(label(), get(&e.sent), t.started_ns);
+        failed.push(label(), get(&e.failed), t.started_ns);
+        retried.push(label(), get(&e.retried), t.started_ns);
+    }
+    out.extend([sent, failed, retried]);
 }

@@ -224,14 +224,13 @@ impl ShardCore {
                     invalid += 1;
                     continue;
                 }
-                if !self.streams.contains(pt.stream) {
-                    if self.shared.metric_streams.fetch_add(1, Ordering::Relaxed)
+                if !self.streams.contains(pt.stream)
+                    && self.shared.metric_streams.fetch_add(1, Ordering::Relaxed)
                         >= self.set.max_metric_streams
-                    {
-                        self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
-                        overflow += 1;
-                        continue;
-                    }
+                {
+                    self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+                    overflow += 1;
+                    continue;
                 }
                 let (requests, good) = self.streams.delta(pt, start);
                 self.advance(pid, pt.time_ns.min(now), now);
@@ -662,7 +661,7 @@ fn sli_row(
         latency_p50_s: q.map(|q| q[0]),
         latency_p95_s: q.map(|q| q[1]),
         latency_p99_s: q.map(|q| q[2]),
-        latency_max_s: (w.sub.counts.requests > 0).then(|| w.sub.max_ns as f64 * 1e-9),
+        latency_max_s: (w.sub.counts.requests > 0).then_some(w.sub.max_ns as f64 * 1e-9),
         latency_sketch: w.sub.sketch.encode_ddsketch(m),
     }
 }
