@@ -47,6 +47,50 @@ pub struct PairView {
     pub quantiles: [Option<[f64; 5]>; 3],
     /// objectives, burn rates, budgets, alerts, incidents (None without an SLO)
     pub slo: Option<crate::slo::SloState>,
+    /// deployments, lead time, pipelines
+    pub delivery: DeliveryView,
+}
+
+/// Delivery signals of a pair at its clock.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryView {
+    /// the version considered running
+    pub current_version: Option<Arc<str>>,
+    /// deployments per day over the lookback (None for a pair seen under an hour)
+    pub deploy_frequency: Option<f64>,
+    /// failed / decided over the lookback
+    pub change_failure: Option<f64>,
+    /// lead times (s) over the lookback, sorted
+    pub lead_times: Vec<f64>,
+    /// cumulative lead-time sum (s) and count
+    pub lead_sum_s: f64,
+    /// cumulative lead-time count
+    pub lead_count: u64,
+    /// deployments recorded, not yet decided
+    pub pending: usize,
+    /// decided since the process started: succeeded, failed
+    pub decided: [u64; 2],
+    /// rollbacks since the process started
+    pub rollbacks: u64,
+    /// pipelines
+    pub pipelines: Vec<PipelineView>,
+}
+
+/// One CI/CD pipeline of a pair.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineView {
+    /// cicd.pipeline.name
+    pub name: Arc<str>,
+    /// runs by result since the process started
+    pub by_result: Vec<(String, u64)>,
+    /// durations (s) over the lookback, sorted
+    pub durations: Vec<f64>,
+    /// failed / counted runs over the lookback
+    pub failure: Option<f64>,
+    /// cumulative duration sum (s)
+    pub duration_sum_s: f64,
+    /// cumulative run count
+    pub duration_count: u64,
 }
 
 /// One per-operation series.

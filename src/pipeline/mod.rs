@@ -44,6 +44,8 @@ pub struct Settings {
     pub archive_window: u64,
     /// delivery lookback (ns): time to restore and delivery rates look this far back
     pub lookback: u64,
+    /// deployment rules
+    pub delivery: crate::delivery::deployments::Rules,
     /// per-shard queue capacity in bytes
     pub queue_capacity: u64,
     /// memory limit in bytes (0 = off)
@@ -80,6 +82,13 @@ impl Settings {
             keep_minutes,
             archive_window: c.archive.window.as_nanos(),
             lookback: c.delivery.lookback.as_nanos(),
+            delivery: crate::delivery::deployments::Rules {
+                change_failure_window: c.delivery.change_failure_window.as_nanos(),
+                quiet: c.delivery.rollback_quiet_period.as_nanos(),
+                lookback: c.delivery.lookback.as_nanos(),
+                max_versions: c.limits.max_versions,
+                max_pipelines: c.limits.max_pipelines,
+            },
             queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
             memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
             config,
@@ -119,6 +128,8 @@ pub struct Shared {
     pub counters: Counters,
     /// resident memory in bytes, refreshed by a background task (0 = unknown)
     pub rss_bytes: AtomicU64,
+    /// revision → earliest pipeline run start, across all pairs (lead time)
+    pub revisions: crate::delivery::deployments::RevisionIndex,
 }
 
 impl Shared {
@@ -134,6 +145,7 @@ impl Shared {
             started_ns,
             counters: Counters::default(),
             rss_bytes: AtomicU64::new(0),
+            revisions: Default::default(),
         })
     }
 }

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{pair_hash, Settings, Shared};
 use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, SliRow};
-use crate::model::{flags, SpanRec, TraceBatch};
+use crate::delivery::deployments::Delivery;
+use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
 use crate::sli::metrics::{PairPoints, Streams};
 use crate::sli::series::{quantiles, ArchivedWindow, Latency};
@@ -73,6 +74,10 @@ struct Pair {
     mwindows: Option<SeriesWindows>,
     /// newest event time of a metric point
     last_metric: u64,
+    /// deployments, rollbacks, pipelines
+    delivery: Delivery,
+    /// `unknown_service*` pools unrelated programs: no version-based detection
+    unknown: bool,
 }
 
 /// Metrics are a pair's service-level source while a point arrived within this long.
@@ -184,11 +189,31 @@ impl ShardCore {
             let pid = self.pair_for(ns, name, env, hash, now, floor, &mut tally);
             let resource_cicd = r.ext.flags & flags::CICD_PIPELINE != 0;
             self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
+            let (mut first, mut last) = (u64::MAX, 0u64);
+            let rare = r.ext.flags & (flags::CICD_RESULT | flags::DEPLOYMENT) != 0;
             for s in batch.spans_of(r) {
                 self.span(pid, buf, s, resource_cicd, now, &mut tally);
-                if s.flags & flags::INVALID == 0 && s.end_ns > newest {
-                    newest = s.end_ns;
+                if s.flags & flags::INVALID == 0 {
+                    newest = newest.max(s.end_ns);
+                    first = first.min(s.end_ns);
+                    last = last.max(s.end_ns);
+                    if rare || s.flags & (flags::CICD_RESULT | flags::DEPLOYMENT) != 0 {
+                        self.delivery_span(pid, batch, r, s);
+                    }
                 }
+            }
+            let version = r.version.as_str(buf);
+            if last > 0 && !version.is_empty() && !self.pairs[pid as usize].unknown {
+                let p = &mut self.pairs[pid as usize];
+                let who = (&p.service, &p.environment);
+                p.delivery.observe_version(
+                    version,
+                    first,
+                    last,
+                    &self.set.delivery,
+                    who,
+                    &mut self.events,
+                );
             }
         }
         self.shared.fleet.event(newest);
@@ -198,6 +223,67 @@ impl ShardCore {
         super::Counters::add(&c.invalid, tally.invalid);
         super::Counters::add(&c.overflow_service, tally.overflow_service);
         super::Counters::add(&c.overflow_operation, tally.overflow_operation);
+    }
+
+    /// The rare spans: explicit deployment records and CI/CD pipeline runs.
+    fn delivery_span(&mut self, pid: u32, batch: &TraceBatch, r: &ResourceRec, s: &SpanRec) {
+        let buf = &batch.buf[..];
+        let ext = batch.ext_of(s);
+        // A span attribute wins over the resource's.
+        let pick = |f: fn(&crate::model::Ext) -> crate::model::Str| -> &str {
+            ext.map(f)
+                .filter(|x| !x.is_empty())
+                .unwrap_or_else(|| f(&r.ext))
+                .as_str(buf)
+        };
+        let flags_all = s.flags | r.ext.flags;
+        let set = self.set.clone();
+        let p = &mut self.pairs[pid as usize];
+        let who = (&p.service, &p.environment);
+        if flags_all & flags::DEPLOYMENT != 0 {
+            let id = Some(pick(|e| e.deployment_id)).filter(|x| !x.is_empty());
+            let status = Some(pick(|e| e.deployment_status)).filter(|x| !x.is_empty());
+            let version = Some(pick(|e| e.version))
+                .filter(|x| !x.is_empty())
+                .unwrap_or_else(|| r.version.as_str(buf));
+            let revision = Some(pick(|e| e.revision)).filter(|x| !x.is_empty());
+            p.delivery.explicit(
+                s.end_ns,
+                id,
+                status,
+                version,
+                revision,
+                &set.delivery,
+                who,
+                &mut self.events,
+            );
+        }
+        let is_task = flags_all & flags::CICD_TASK != 0;
+        if flags_all & flags::CICD_RESULT != 0 && s.kind == crate::model::kind::SERVER && !is_task {
+            let name = pick(|e| e.pipeline_name);
+            let result = pick(|e| e.pipeline_result);
+            let run_id_int = ext
+                .and_then(|e| e.run_id_int)
+                .or(r.ext.run_id_int)
+                .map(|i| i.to_string());
+            let run_id = Some(pick(|e| e.run_id))
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .or(run_id_int);
+            let revision = Some(pick(|e| e.revision)).filter(|x| !x.is_empty());
+            p.delivery.pipeline_run(
+                if name.is_empty() { "unnamed" } else { name },
+                result,
+                run_id.as_deref(),
+                s.start_ns,
+                s.end_ns,
+                revision,
+                &self.shared.revisions,
+                &set.delivery,
+                who,
+                &mut self.events,
+            );
+        }
     }
 
     /// Aggregates duration-histogram points (metrics-derived SLIs).
@@ -359,6 +445,19 @@ impl ShardCore {
         }
         p.next_close = (wm / crate::sli::window::MIN + 1) * crate::sli::window::MIN;
         close_series(p, &mut self.ops, &self.mapping, &mut self.rows, wm);
+        let opened: Vec<u64> = p
+            .slo
+            .as_ref()
+            .map(|s| s.opened.iter().copied().collect())
+            .unwrap_or_default();
+        p.delivery.tick(
+            clock,
+            &opened,
+            &self.shared.revisions,
+            &self.set.delivery,
+            (&p.service, &p.environment),
+            &mut self.events,
+        );
     }
 
     /// Takes the archive rows closed since the last call.
@@ -424,6 +523,7 @@ impl ShardCore {
             .map(|l| l.threshold.as_nanos());
         let slo_window = slo.map(|s| s.window.as_nanos());
         let slo_state = slo.and_then(|s| SloState::new(s, set.lookback));
+        let unknown = service.starts_with(UNKNOWN_SERVICE);
         let clock = floor;
         let wm = clock.saturating_sub(set.lateness);
         let pid = self.pairs.len() as u32;
@@ -445,6 +545,8 @@ impl ShardCore {
             slo: slo_state,
             mwindows: None,
             last_metric: 0,
+            delivery: Delivery::default(),
+            unknown,
         });
         pid
     }
@@ -588,6 +690,7 @@ impl ShardCore {
                 threshold_ns: p.threshold_ns,
                 quantiles: qs,
                 slo: p.slo.clone(),
+                delivery: p.delivery.view(p.clock, &self.set.delivery),
             });
         }
         for op in self.ops.iter().flatten() {

@@ -107,6 +107,8 @@ pub struct SloState {
     pub incident: Option<Incident>,
     /// incidents opened since the process started
     pub incidents_total: u64,
+    /// open times of recent incidents (over the lookback; change failure looks here)
+    pub opened: VecDeque<u64>,
     /// restores within the lookback (oldest first, bounded)
     pub restores: VecDeque<Restore>,
     /// cumulative time-to-restore sum (s) and count since the process started
@@ -154,6 +156,7 @@ impl SloState {
             objectives,
             incident: None,
             incidents_total: 0,
+            opened: VecDeque::new(),
             restores: VecDeque::new(),
             ttr_sum_s: 0.0,
             ttr_count: 0,
@@ -271,6 +274,12 @@ impl SloState {
             None if page_started => {
                 self.incident = Some(Incident { opened_ns: b });
                 self.incidents_total += 1;
+                self.opened.push_back(b);
+                while self.opened.len() > MAX_RESTORES
+                    || self.opened.front().is_some_and(|&t| t + self.lookback < b)
+                {
+                    self.opened.pop_front();
+                }
                 events.push(EventRow {
                     time_ns: b,
                     service: who.0.clone(),

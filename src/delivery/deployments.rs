@@ -1,0 +1,603 @@
+//! Deployments, rollbacks, outcomes, lead time and CI/CD pipeline runs of one pair
+//! (SPEC §5), on event time. The shard calls in once per resource (versions), once per
+//! deployment or pipeline span, and once per minute of clock (rollbacks, outcomes);
+//! nothing here runs per ordinary span.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::archive::EventRow;
+
+/// The process-wide revision index: revision → earliest pipeline run start (ns). The
+/// one piece of state that crosses pairs (a concurrent map, touched once per pipeline
+/// run and once per deployment).
+pub type RevisionIndex = Arc<DashMap<String, u64>>;
+
+/// Timing rules from `delivery:`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// an incident or rollback this soon after a deploy fails it
+    pub change_failure_window: u64,
+    /// a version not seen for this long no longer counts as reporting
+    pub quiet: u64,
+    /// window of frequency, lead time, CFR
+    pub lookback: u64,
+    /// versions tracked per pair
+    pub max_versions: usize,
+    /// pipelines tracked per pair
+    pub max_pipelines: usize,
+}
+
+/// How a deployment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// not decided yet
+    Pending,
+    /// decided: succeeded
+    Succeeded,
+    /// decided: failed
+    Failed,
+}
+
+/// One deployment (a rollback is one too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deployment {
+    /// when (event time)
+    pub time: u64,
+    /// the version deployed ("" when an explicit record names none)
+    pub version: Arc<str>,
+    /// the version it replaced
+    pub previous: Option<Arc<str>>,
+    /// a rollback
+    pub rollback: bool,
+    /// explicit `deployment.id`
+    pub id: Option<String>,
+    /// explicit `deployment.status`
+    pub status: Option<String>,
+    /// revision for lead time (vcs.ref.head.revision, else the version)
+    pub revision: String,
+    /// lead time once a matching pipeline run is known
+    pub lead_time: Option<u64>,
+    /// outcome
+    pub outcome: Outcome,
+    /// undone by a rollback within the change failure window
+    pub rolled_back: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Version {
+    name: Arc<str>,
+    first_seen: u64,
+    last_seen: u64,
+    /// seen in telemetry (an explicit record alone does not make a version report)
+    reported: bool,
+}
+
+/// One pipeline run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run {
+    /// end time
+    pub end: u64,
+    /// duration (s)
+    pub duration_s: f64,
+    /// failed (failure, error, timeout)
+    pub failed: bool,
+    /// counted in failure ratios (not cancellation/skip)
+    pub counted: bool,
+}
+
+/// Per pipeline name.
+#[derive(Clone, Debug, Default)]
+pub struct Pipeline {
+    /// runs by result since the process started
+    pub by_result: Vec<(String, u64)>,
+    /// runs over the lookback
+    pub runs: VecDeque<Run>,
+    /// cumulative duration sum and count
+    pub duration_sum_s: f64,
+    /// cumulative count of runs with a duration
+    pub duration_count: u64,
+    recent_ids: VecDeque<String>,
+}
+
+/// The delivery state of one pair.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    versions: Vec<Version>,
+    /// the version considered running (the latest deployed)
+    pub current: Option<Arc<str>>,
+    /// deployments over the lookback, oldest first
+    pub deployments: VecDeque<Deployment>,
+    /// decided deployments since the process started: succeeded, failed
+    pub decided: [u64; 2],
+    /// rollbacks since the process started
+    pub rollbacks: u64,
+    /// pipelines by name
+    pub pipelines: Vec<(Arc<str>, Pipeline)>,
+    /// pipeline names folded into `__overflow__`
+    pub pipeline_overflow: u64,
+    /// when the pair was first seen (event time)
+    pub first_seen: u64,
+    /// cumulative lead-time sum (s) and count
+    pub lead_sum_s: f64,
+    /// cumulative lead-time count
+    pub lead_count: u64,
+}
+
+fn event(time: u64, who: (&Arc<str>, &Arc<str>), kind: &'static str) -> EventRow {
+    EventRow {
+        time_ns: time,
+        service: who.0.clone(),
+        environment: who.1.clone(),
+        kind,
+        version: None,
+        previous_version: None,
+        result: None,
+        duration_s: None,
+        attributes: "{}".into(),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+impl Delivery {
+    /// A resource of this pair reported `version` with spans ending in `[first, last]`.
+    /// Returns true when it records a (version-change) deployment.
+    pub fn observe_version(
+        &mut self,
+        version: &str,
+        first: u64,
+        last: u64,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) -> bool {
+        if self.first_seen == 0 || first < self.first_seen {
+            self.first_seen = first;
+        }
+        if version.is_empty() {
+            return false;
+        }
+        if let Some(v) = self.versions.iter_mut().find(|v| &*v.name == version) {
+            if !v.reported {
+                // Announced by an explicit record (already a deployment): now it runs.
+                v.reported = true;
+                v.first_seen = first;
+                self.current = Some(v.name.clone());
+            }
+            v.last_seen = v.last_seen.max(last);
+            return false;
+        }
+        // A new version: a deployment when another version was reporting.
+        let reporting = self
+            .versions
+            .iter()
+            .filter(|v| v.reported && v.last_seen + r.quiet >= first)
+            .max_by_key(|v| v.last_seen)
+            .map(|v| v.name.clone());
+        let name: Arc<str> = Arc::from(version);
+        if self.versions.len() >= r.max_versions {
+            // Evict the least recently seen version.
+            if let Some(i) = (0..self.versions.len()).min_by_key(|&i| self.versions[i].last_seen) {
+                self.versions.swap_remove(i);
+            }
+        }
+        self.versions.push(Version {
+            name: name.clone(),
+            first_seen: first,
+            last_seen: last,
+            reported: true,
+        });
+        let previous = self.current.clone().or(reporting.clone());
+        self.current = Some(name.clone());
+        if reporting.is_none() {
+            // The first version a pair ever reports, or one that starts after every other
+            // version went quiet: SPEC §5 records a deployment only while another reports.
+            return false;
+        }
+        self.record(
+            Deployment {
+                time: first,
+                version: name,
+                previous,
+                rollback: false,
+                id: None,
+                status: None,
+                revision: version.to_string(),
+                lead_time: None,
+                outcome: Outcome::Pending,
+                rolled_back: false,
+            },
+            r,
+            who,
+            events,
+        );
+        true
+    }
+
+    /// An explicit deployment record (a span or log record with `deployment.id` and/or
+    /// `deployment.status`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn explicit(
+        &mut self,
+        time: u64,
+        id: Option<&str>,
+        status: Option<&str>,
+        version: &str,
+        revision: Option<&str>,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) {
+        // Repeated records of one deployment.id are one deployment.
+        if let Some(id) = id {
+            if let Some(d) = self
+                .deployments
+                .iter_mut()
+                .find(|d| d.id.as_deref() == Some(id))
+            {
+                if status.is_some() {
+                    d.status = status.map(str::to_string);
+                }
+                return;
+            }
+        }
+        // An implicit detection of the same version within the change failure window is
+        // the same deployment: the explicit record decides its outcome.
+        if !version.is_empty() {
+            if let Some(d) = self.deployments.iter_mut().find(|d| {
+                d.id.is_none()
+                    && !d.rollback
+                    && &*d.version == version
+                    && d.time.abs_diff(time) < r.change_failure_window
+            }) {
+                d.id = id.map(str::to_string);
+                d.status = status.map(str::to_string);
+                if let Some(rev) = revision {
+                    d.revision = rev.to_string();
+                }
+                return;
+            }
+        }
+        let name: Arc<str> = Arc::from(version);
+        if !version.is_empty() && !self.versions.iter().any(|v| &*v.name == version) {
+            // Known from now on, so the implicit detection will not count it again.
+            self.versions.push(Version {
+                name: name.clone(),
+                first_seen: time,
+                last_seen: time,
+                reported: false,
+            });
+        }
+        let previous = self.current.clone();
+        self.record(
+            Deployment {
+                time,
+                version: name,
+                previous,
+                rollback: false,
+                id: id.map(str::to_string),
+                status: status.map(str::to_string),
+                revision: revision.unwrap_or(version).to_string(),
+                lead_time: None,
+                outcome: Outcome::Pending,
+                rolled_back: false,
+            },
+            r,
+            who,
+            events,
+        );
+    }
+
+    fn record(
+        &mut self,
+        d: Deployment,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) {
+        let mut e = event(
+            d.time,
+            who,
+            if d.rollback { "rollback" } else { "deployment" },
+        );
+        e.version = Some(d.version.to_string()).filter(|v| !v.is_empty());
+        e.previous_version = d.previous.as_ref().map(|v| v.to_string());
+        let mut attrs = format!("{{\"revision\":{}", json_str(&d.revision));
+        if let Some(id) = &d.id {
+            attrs.push_str(&format!(",\"deployment.id\":{}", json_str(id)));
+        }
+        attrs.push('}');
+        e.attributes = attrs;
+        events.push(e);
+        self.deployments.push_back(d);
+        self.trim(r);
+    }
+
+    fn trim(&mut self, r: &Rules) {
+        let newest = self.deployments.back().map_or(0, |d| d.time);
+        while self
+            .deployments
+            .front()
+            .is_some_and(|d| d.outcome != Outcome::Pending && d.time + r.lookback < newest)
+        {
+            self.deployments.pop_front();
+        }
+        // A hard bound, whatever the traffic.
+        while self.deployments.len() > 4096 {
+            self.deployments.pop_front();
+        }
+    }
+
+    /// Rollbacks, lead times and outcomes at pair clock `clock`. `incidents_opened` are
+    /// the open times of this pair's incidents (recent ones suffice).
+    pub fn tick(
+        &mut self,
+        clock: u64,
+        incidents_opened: &[u64],
+        revisions: &RevisionIndex,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) {
+        self.detect_rollback(clock, r, who, events);
+        for d in self.deployments.iter_mut() {
+            if d.lead_time.is_none() && d.time + r.lookback >= clock {
+                if let Some(start) = revisions.get(&d.revision).map(|v| *v) {
+                    if start <= d.time {
+                        let lt = d.time - start;
+                        d.lead_time = Some(lt);
+                        self.lead_sum_s += lt as f64 * 1e-9;
+                        self.lead_count += 1;
+                    }
+                }
+            }
+        }
+        for d in self.deployments.iter_mut() {
+            if d.outcome != Outcome::Pending || d.time + r.change_failure_window + r.quiet > clock {
+                continue;
+            }
+            let incident = incidents_opened
+                .iter()
+                .any(|&t| t >= d.time && t <= d.time + r.change_failure_window);
+            let failed = d.status.as_deref() == Some("failed") || d.rolled_back || incident;
+            d.outcome = if failed {
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            };
+            self.decided[usize::from(failed)] += 1;
+        }
+        self.trim(r);
+    }
+
+    /// A superseded version that becomes the only one reporting again is a rollback.
+    fn detect_rollback(
+        &mut self,
+        clock: u64,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) {
+        let Some(cur) = self.current.clone() else {
+            return;
+        };
+        let Some(cv) = self.versions.iter().find(|v| v.name == cur).cloned() else {
+            return;
+        };
+        if cv.last_seen + r.quiet >= clock {
+            return; // the current version still reports
+        }
+        // The newest-reporting other version that reported after the current one went quiet
+        // and is still reporting.
+        let back = self
+            .versions
+            .iter()
+            .filter(|v| {
+                v.name != cur
+                    && v.first_seen < cv.first_seen
+                    && v.last_seen + r.quiet >= clock
+                    && v.last_seen > cv.last_seen
+            })
+            .max_by_key(|v| v.last_seen)
+            .cloned();
+        let Some(back) = back else { return };
+        let time = cv.last_seen;
+        for d in self.deployments.iter_mut() {
+            if d.version == cur && !d.rollback && time <= d.time + r.change_failure_window {
+                d.rolled_back = true;
+            }
+        }
+        self.rollbacks += 1;
+        self.current = Some(back.name.clone());
+        self.record(
+            Deployment {
+                time,
+                version: back.name.clone(),
+                previous: Some(cur),
+                rollback: true,
+                id: None,
+                status: None,
+                revision: back.name.to_string(),
+                lead_time: None,
+                outcome: Outcome::Pending,
+                rolled_back: false,
+            },
+            r,
+            who,
+            events,
+        );
+    }
+
+    /// A pipeline run (de-duplicated by run id). Returns false for a duplicate.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pipeline_run(
+        &mut self,
+        name: &str,
+        result: &str,
+        run_id: Option<&str>,
+        start: u64,
+        end: u64,
+        revision: Option<&str>,
+        revisions: &RevisionIndex,
+        r: &Rules,
+        who: (&Arc<str>, &Arc<str>),
+        events: &mut Vec<EventRow>,
+    ) -> bool {
+        let known = self.pipelines.iter().any(|(n, _)| &**n == name);
+        let name = if !known && self.pipelines.len() >= r.max_pipelines {
+            self.pipeline_overflow += 1;
+            crate::pipeline::shard::OVERFLOW
+        } else {
+            name
+        };
+        let idx = match self.pipelines.iter().position(|(n, _)| &**n == name) {
+            Some(i) => i,
+            None => {
+                self.pipelines.push((Arc::from(name), Pipeline::default()));
+                self.pipelines.len() - 1
+            }
+        };
+        let p = &mut self.pipelines[idx].1;
+        if let Some(id) = run_id {
+            if p.recent_ids.iter().any(|x| x == id) {
+                return false;
+            }
+            p.recent_ids.push_back(id.to_string());
+            if p.recent_ids.len() > 1024 {
+                p.recent_ids.pop_front();
+            }
+        }
+        let failed = matches!(result, "failure" | "error" | "timeout");
+        let counted = !matches!(result, "cancellation" | "skip");
+        match p.by_result.iter_mut().find(|(res, _)| res == result) {
+            Some((_, n)) => *n += 1,
+            None => p.by_result.push((result.to_string(), 1)),
+        }
+        let duration_s = end.saturating_sub(start) as f64 * 1e-9;
+        p.duration_sum_s += duration_s;
+        p.duration_count += 1;
+        p.runs.push_back(Run {
+            end,
+            duration_s,
+            failed,
+            counted,
+        });
+        while p.runs.front().is_some_and(|x| x.end + r.lookback < end) || p.runs.len() > 4096 {
+            p.runs.pop_front();
+        }
+        if let Some(rev) = revision.filter(|r| !r.is_empty()) {
+            revisions
+                .entry(rev.to_string())
+                .and_modify(|s| *s = (*s).min(start))
+                .or_insert(start);
+        }
+        let mut e = event(end, who, "pipeline_run");
+        e.result = Some(result.to_string());
+        e.duration_s = Some(duration_s);
+        e.attributes = format!(
+            "{{\"cicd.pipeline.name\":{},\"cicd.pipeline.run.id\":{},\"vcs.ref.head.revision\":{}}}",
+            json_str(name),
+            run_id.map_or("null".into(), json_str),
+            revision.map_or("null".into(), json_str)
+        );
+        events.push(e);
+        true
+    }
+
+    /// Deployments per day over the lookback at `clock` (None when the pair is younger
+    /// than an hour).
+    pub fn deploy_frequency(&self, clock: u64, r: &Rules) -> Option<f64> {
+        let age = clock.saturating_sub(self.first_seen);
+        if self.first_seen == 0 || age < 3_600_000_000_000 {
+            return None;
+        }
+        let span = age.min(r.lookback) as f64 / 86_400e9;
+        let n = self
+            .deployments
+            .iter()
+            .filter(|d| d.time + r.lookback >= clock)
+            .count();
+        Some(n as f64 / span)
+    }
+
+    /// Failed / decided deployments over the lookback (None when none is decided).
+    pub fn change_failure(&self, clock: u64, r: &Rules) -> Option<f64> {
+        let (mut decided, mut failed) = (0u64, 0u64);
+        for d in self
+            .deployments
+            .iter()
+            .filter(|d| d.time + r.lookback >= clock)
+        {
+            match d.outcome {
+                Outcome::Pending => {}
+                Outcome::Succeeded => decided += 1,
+                Outcome::Failed => {
+                    decided += 1;
+                    failed += 1;
+                }
+            }
+        }
+        (decided > 0).then(|| failed as f64 / decided as f64)
+    }
+
+    /// Lead times (s) of the deployments over the lookback, sorted.
+    pub fn lead_times(&self, clock: u64, r: &Rules) -> Vec<f64> {
+        let mut v: Vec<f64> = self
+            .deployments
+            .iter()
+            .filter(|d| d.time + r.lookback >= clock)
+            .filter_map(|d| d.lead_time.map(|l| l as f64 * 1e-9))
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    }
+
+    /// Deployments recorded but not decided.
+    pub fn pending(&self) -> usize {
+        self.deployments
+            .iter()
+            .filter(|d| d.outcome == Outcome::Pending)
+            .count()
+    }
+}
+
+impl Delivery {
+    /// The snapshot of this pair's delivery signals at `clock`.
+    pub fn view(&self, clock: u64, r: &Rules) -> crate::view::DeliveryView {
+        let pipelines = self
+            .pipelines
+            .iter()
+            .map(|(name, p)| {
+                let mut durations: Vec<f64> = p.runs.iter().map(|x| x.duration_s).collect();
+                durations.sort_by(|a, b| a.total_cmp(b));
+                let counted = p.runs.iter().filter(|x| x.counted).count();
+                let failed = p.runs.iter().filter(|x| x.counted && x.failed).count();
+                crate::view::PipelineView {
+                    name: name.clone(),
+                    by_result: p.by_result.clone(),
+                    durations,
+                    failure: (counted > 0).then(|| failed as f64 / counted as f64),
+                    duration_sum_s: p.duration_sum_s,
+                    duration_count: p.duration_count,
+                }
+            })
+            .collect();
+        crate::view::DeliveryView {
+            current_version: self.current.clone(),
+            deploy_frequency: self.deploy_frequency(clock, r),
+            change_failure: self.change_failure(clock, r),
+            lead_times: self.lead_times(clock, r),
+            lead_sum_s: self.lead_sum_s,
+            lead_count: self.lead_count,
+            pending: self.pending(),
+            decided: self.decided,
+            rollbacks: self.rollbacks,
+            pipelines,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Delivery scenario: two days of history for three services replayed in time order —
+//! steady deploys, an overlapping canary, a rollback, an explicit failed deployment, a
+//! deploy followed by an outage, CI pipeline runs whose revisions match deploys, a late
+//! straggler of an old version and a build-metadata-only version change. Every figure is
+//! checked against values computed here from the scenario's own timeline.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use momentum::archive::EventRow;
+use momentum::config::Config;
+use momentum::pipeline::clock::{Clock, ManualClock};
+use momentum::pipeline::router::resource_hash;
+use momentum::pipeline::shard::ShardCore;
+use momentum::pipeline::{Settings, Shared};
+use momentum::receiver::decode::{decode_traces, DecodeOptions};
+use momentum::receiver::validate_spans;
+use momentum::view::PairView;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+use prost::Message;
+
+const S: u64 = 1_000_000_000;
+const MIN: u64 = 60 * S;
+const HOUR: u64 = 60 * MIN;
+const DAY: u64 = 24 * HOUR;
+const T0: u64 = 1_750_003_200 * S; // 00:00 UTC
+
+#[derive(Clone)]
+struct Sp {
+    t: u64,
+    service: &'static str,
+    version: String,
+    err: bool,
+    attrs: Vec<(&'static str, String)>,
+    kind: span::SpanKind,
+    dur: u64,
+}
+
+fn req(t: u64, service: &'static str, version: &str) -> Sp {
+    Sp {
+        t,
+        service,
+        version: version.into(),
+        err: false,
+        attrs: vec![],
+        kind: span::SpanKind::Server,
+        dur: 20_000_000,
+    }
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn batch(spans: &[Sp]) -> momentum::model::TraceBatch {
+    let resource_spans = spans
+        .iter()
+        .map(|s| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s.service),
+                    kv("service.version", &s.version),
+                    kv("deployment.environment.name", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    name: "GET /".into(),
+                    kind: s.kind as i32,
+                    start_time_unix_nano: s.t - s.dur,
+                    end_time_unix_nano: s.t,
+                    attributes: s.attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+                    status: s.err.then(|| Status {
+                        code: status::StatusCode::Error as i32,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let r = ExportTraceServiceRequest { resource_spans };
+    decode_traces(
+        Bytes::from(r.encode_to_vec()),
+        &DecodeOptions {
+            max_value_bytes: 256,
+        },
+    )
+    .unwrap()
+}
+
+struct Run {
+    clock: Arc<ManualClock>,
+    shared: Arc<Shared>,
+    shard: ShardCore,
+    events: Vec<EventRow>,
+}
+
+impl Run {
+    fn new() -> Self {
+        let cfg = Config::from_yaml_str(
+            "slos:\n  - service: \"*\"\n    objectives: { availability: 99.9 }\n",
+        )
+        .unwrap();
+        let set = Arc::new(Settings::from_config(Arc::new(cfg)));
+        let clock = ManualClock::new(T0);
+        let shared = Shared::new(clock.clone());
+        let shard = ShardCore::new(set, shared.clone());
+        Run {
+            clock,
+            shared,
+            shard,
+            events: vec![],
+        }
+    }
+
+    fn deliver(&mut self, spans: &[Sp]) {
+        let last = spans.iter().map(|s| s.t).max().unwrap();
+        self.clock.set(self.clock.now_ns().max(last + S));
+        let mut b = batch(spans);
+        let now = self.clock.now_ns();
+        validate_spans(&mut b, now, MIN);
+        self.shared.fleet.observe(now, 0);
+        let hashes: Vec<u64> = b
+            .resources
+            .iter()
+            .map(|r| resource_hash(&b.buf, r))
+            .collect();
+        self.shard.ingest(&b, &hashes);
+        self.events.extend(self.shard.take_events());
+    }
+
+    fn pair(&mut self, service: &str) -> PairView {
+        self.shard.tick();
+        self.events.extend(self.shard.take_events());
+        self.shard
+            .view()
+            .pairs
+            .into_iter()
+            .find(|p| &*p.service == service)
+            .unwrap()
+    }
+
+    fn events(&self, service: &str, kind: &str) -> Vec<(u64, Option<String>, Option<String>)> {
+        self.events
+            .iter()
+            .filter(|e| &*e.service == service && e.kind == kind)
+            .map(|e| (e.time_ns, e.version.clone(), e.previous_version.clone()))
+            .collect()
+    }
+}
+
+#[test]
+fn two_days_of_delivery_history() {
+    let mut spans: Vec<Sp> = Vec::new();
+    let end = T0 + 2 * DAY;
+    // api: steady deploys every 12h (blue/green), v1 → v2 → v3 → v4; v3's switch only
+    // changes build metadata ("3.0.0+b1" → "3.0.0+b2" twelve hours later is v4).
+    let api_versions = ["1.0.0", "2.0.0", "3.0.0+b1", "3.0.0+b2"];
+    let mut t = T0;
+    while t < end {
+        let v = api_versions[((t - T0) / (12 * HOUR)) as usize];
+        spans.push(req(t, "api", v));
+        t += MIN;
+    }
+    // A straggler: one late span of 1.0.0 an hour after 2.0.0 took over.
+    spans.push(req(T0 + 13 * HOUR + 30 * S, "api", "1.0.0"));
+    // Pipelines for api: revision 2.0.0 built from T0+10h (two runs; the earliest start
+    // counts), 3.0.0+b1 from T0+23h; a failed run; a duplicate run id.
+    let pipeline = |t: u64, dur: u64, result: &str, id: &str, rev: &str| Sp {
+        t,
+        service: "api",
+        version: String::new(),
+        err: false,
+        attrs: vec![
+            ("cicd.pipeline.name", "build".into()),
+            ("cicd.pipeline.result", result.into()),
+            ("cicd.pipeline.run.id", id.into()),
+            ("vcs.ref.head.revision", rev.into()),
+        ],
+        kind: span::SpanKind::Server,
+        dur,
+    };
+    spans.push(pipeline(
+        T0 + 10 * HOUR + 20 * MIN,
+        20 * MIN,
+        "success",
+        "r1",
+        "2.0.0",
+    ));
+    spans.push(pipeline(T0 + 11 * HOUR, 30 * MIN, "failure", "r2", "2.0.0"));
+    spans.push(pipeline(
+        T0 + 11 * HOUR + MIN,
+        30 * MIN,
+        "failure",
+        "r2",
+        "2.0.0",
+    ));
+    spans.push(pipeline(
+        T0 + 23 * HOUR + 30 * MIN,
+        30 * MIN,
+        "success",
+        "r3",
+        "3.0.0+b1",
+    ));
+
+    // web: v1, then a 40-minute canary alternating v1/v2 from T0+6h, then v2 only.
+    let mut t = T0;
+    let mut k = 0;
+    while t < end {
+        let canary = t >= T0 + 6 * HOUR && t < T0 + 6 * HOUR + 40 * MIN;
+        let v = if t < T0 + 6 * HOUR || (canary && k % 2 == 0) {
+            "1"
+        } else {
+            "2"
+        };
+        spans.push(req(t, "web", v));
+        t += MIN;
+        k += 1;
+    }
+    // web: an explicit failed deployment record of version 3 at T0+30h (a deploy span).
+    let mut d = req(T0 + 30 * HOUR, "web", "2");
+    d.attrs = vec![
+        ("deployment.id", "dep-9".into()),
+        ("deployment.status", "failed".into()),
+        ("service.version", "3".into()),
+    ];
+    d.kind = span::SpanKind::Internal;
+    spans.push(d);
+
+    // cart: v1; v2 at T0+8h runs 20 minutes, then v1 only again (a rollback);
+    // v3 at T0+30h followed by a 15-minute outage 10 minutes later.
+    let mut t = T0;
+    while t < end {
+        let v = if t >= T0 + 8 * HOUR && t < T0 + 8 * HOUR + 20 * MIN {
+            "2"
+        } else if t >= T0 + 30 * HOUR {
+            "3"
+        } else {
+            "1"
+        };
+        let mut s = req(t, "cart", v);
+        s.err = t >= T0 + 30 * HOUR + 10 * MIN && t < T0 + 30 * HOUR + 25 * MIN;
+        spans.push(s);
+        t += MIN;
+    }
+
+    spans.sort_by_key(|s| s.t);
+    let mut run = Run::new();
+    for chunk in spans.chunks(20) {
+        run.deliver(chunk);
+    }
+    // Half an hour of clock after the traffic (every deployment is decided by then).
+    run.clock.set(end + 30 * MIN);
+    let api = run.pair("api");
+    let web = run.pair("web");
+    let cart = run.pair("cart");
+
+    // api: three version changes, the build-metadata one included; the straggler is no
+    // rollback.
+    let api_deps = run.events("api", "deployment");
+    let expect: Vec<(u64, Option<String>, Option<String>)> = (1..4)
+        .map(|i| {
+            (
+                T0 + i as u64 * 12 * HOUR,
+                Some(api_versions[i].to_string()),
+                Some(api_versions[i - 1].to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(api_deps, expect);
+    assert!(
+        run.events("api", "rollback").is_empty(),
+        "a late straggler is not a rollback"
+    );
+    assert_eq!(api.delivery.decided, [3, 0]);
+    assert_eq!(api.delivery.change_failure, Some(0.0));
+    // Lead time: 2.0.0 deployed at T0+12h, earliest run start T0+10h (r1 started at
+    // 10h20m − 20m = 10h) → 2h; 3.0.0+b1 at T0+24h, run started at 23h → 1h.
+    assert_eq!(api.delivery.lead_times, vec![3600.0, 7200.0]);
+    // Deploy frequency: 3 deployments over min(lookback 30d, time since first seen).
+    let age_days = (api.clock_ns - T0) as f64 / DAY as f64;
+    let f = api.delivery.deploy_frequency.unwrap();
+    assert!((f - 3.0 / age_days).abs() < 1e-9, "{f}");
+    // Pipelines: runs by result (the duplicate run id counted once), failure ratio.
+    let build = &api.delivery.pipelines[0];
+    assert_eq!(&*build.name, "build");
+    let mut by = build.by_result.clone();
+    by.sort();
+    assert_eq!(
+        by,
+        vec![("failure".to_string(), 1), ("success".to_string(), 2)]
+    );
+    assert_eq!(build.failure, Some(1.0 / 3.0));
+    assert_eq!(
+        api.totals.requests as usize,
+        (2 * DAY / MIN) as usize + 1,
+        "pipeline spans are not requests"
+    );
+
+    // web: the canary is one deployment at the first v2 span, never a rollback; the
+    // explicit failed record of version 3 is a failed deployment.
+    let web_deps = run.events("web", "deployment");
+    assert_eq!(
+        web_deps[0].0,
+        T0 + 6 * HOUR + MIN,
+        "first span of the new version"
+    );
+    assert_eq!(web_deps[0].1.as_deref(), Some("2"));
+    assert_eq!(web_deps[1].0, T0 + 30 * HOUR);
+    assert_eq!(web_deps.len(), 2);
+    assert!(run.events("web", "rollback").is_empty());
+    assert_eq!(web.delivery.decided, [1, 1]);
+    assert_eq!(web.delivery.change_failure, Some(0.5));
+
+    // cart: v2 deployed at 8h, rolled back to v1: the rollback's time is the last span of
+    // v2 (8h19m); v2 failed (undone within the change failure window); v3 at 30h is
+    // followed by an incident within the hour: failed.
+    let cart_deps = run.events("cart", "deployment");
+    assert_eq!(
+        cart_deps.iter().map(|d| d.0).collect::<Vec<_>>(),
+        vec![T0 + 8 * HOUR, T0 + 30 * HOUR]
+    );
+    let rb = run.events("cart", "rollback");
+    assert_eq!(
+        rb,
+        vec![(
+            T0 + 8 * HOUR + 19 * MIN,
+            Some("1".to_string()),
+            Some("2".to_string())
+        )]
+    );
+    assert_eq!(cart.delivery.rollbacks, 1);
+    let incidents = run.events("cart", "incident_open");
+    assert_eq!(incidents.len(), 1);
+    assert!(
+        incidents[0].0 > T0 + 30 * HOUR + 10 * MIN && incidents[0].0 < T0 + 30 * HOUR + 15 * MIN
+    );
+    // Decided: v2 failed, the rollback succeeded, v3 failed.
+    assert_eq!(cart.delivery.decided, [1, 2]);
+    assert_eq!(cart.delivery.change_failure, Some(2.0 / 3.0));
+}
