@@ -17,6 +17,7 @@
 //! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.
 //! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
 //! - [`slo`]: burn rates, error budgets, alerts, incidents, the release gate.
+//! - [`delivery`]: delivery signals; [`delivery::index`] scores the momentum index.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
 //! - [`export`]: the neutral family model and its renderers: Prometheus exposition,
 //!   remote write, OTLP metrics push, and momentum's own telemetry over OTLP.
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod app;
 pub mod archive;
 pub mod config;
+pub mod delivery;
 pub mod export;
 pub mod model;
 pub mod pipeline;
