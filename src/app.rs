@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
 use crate::pipeline::{Settings, Shared};
 use crate::receiver::{self, Receiver, RefusalCounters};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{ExporterStats, Telemetry};
 
 /// Errors starting the processor.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,9 @@ pub enum StartError {
         /// why
         source: std::io::Error,
     },
+    /// the forward exporter could not start
+    #[error("{0}")]
+    Forward(#[from] ForwardStartError),
 }
 
 /// A running processor.
@@ -55,6 +59,7 @@ pub struct App {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     shards: Vec<JoinHandle<()>>,
+    forward: Option<ForwardHandle>,
     shutdown_timeout: Duration,
 }
 
@@ -90,6 +95,20 @@ impl App {
         let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
         let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
         let adm = bind("admin", config.admin.endpoint).await?;
+        let mut exporters = Vec::new();
+        let (forwarder, forward) = match &config.exporters.otlp {
+            Some(o) => {
+                let stats = Arc::new(ExporterStats::new(forward::EXPORTER));
+                match Forwarder::start(o, stats.clone())? {
+                    Some((f, h)) => {
+                        exporters.push(stats);
+                        (Some(f), Some(h))
+                    }
+                    None => (None, None),
+                }
+            }
+            None => (None, None),
+        };
         let (router, shards) = Router::start(
             n,
             set.clone(),
@@ -103,12 +122,14 @@ impl App {
             set.clone(),
             shared.clone(),
             refused.clone(),
+            forwarder,
         ));
         let ready = Arc::new(AtomicBool::new(false));
         let telemetry = Telemetry {
             router: router.clone(),
             shared: shared.clone(),
             refused,
+            exporters,
         };
         let (stop, stop_rx) = watch::channel(false);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
@@ -141,15 +162,18 @@ impl App {
             stop,
             servers,
             shards,
+            forward,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
-    /// and close every open bucket, within `shutdown_timeout`.
+    /// and close every open bucket, then give the forward queue what is left of
+    /// `shutdown_timeout` to drain (what remains stays on disk with `queue.dir`).
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
+        let started = std::time::Instant::now();
         let deadline = self.shutdown_timeout;
         let work = async {
             for s in self.servers {
@@ -162,6 +186,9 @@ impl App {
         };
         if tokio::time::timeout(deadline, work).await.is_err() {
             tracing::warn!("shutdown_timeout passed before everything drained");
+        }
+        if let Some(f) = self.forward {
+            f.shutdown(started + deadline).await;
         }
     }
 }

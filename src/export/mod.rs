@@ -1,1 +1,2 @@
+pub mod forward;
 pub mod prometheus;

@@ -375,6 +375,65 @@ fn self_telemetry(o: &mut Out, t: &Telemetry, pairs: usize, ops: usize) {
         &[("kind", "operation")],
         get(&c.overflow_operation),
     );
+    exporters(o, t);
+}
+
+/// `momentum_exporter_*{exporter}`: one sample per running exporter in each family;
+/// families are left out when no exporter runs.
+fn exporters(o: &mut Out, t: &Telemetry) {
+    use crate::telemetry::ExporterStats;
+    type Field = fn(&ExporterStats) -> &std::sync::atomic::AtomicU64;
+    if t.exporters.is_empty() {
+        return;
+    }
+    let families: [(&str, Kind, &str, Field); 6] = [
+        (
+            "momentum_exporter_sent_total",
+            Kind::Counter,
+            "Requests delivered to the exporter's destination.",
+            |e| &e.sent,
+        ),
+        (
+            "momentum_exporter_failed_total",
+            Kind::Counter,
+            "Requests given up on (permanent errors; queued requests dropped at shutdown).",
+            |e| &e.failed,
+        ),
+        (
+            "momentum_exporter_retried_total",
+            Kind::Counter,
+            "Attempts that failed retryably and were tried again.",
+            |e| &e.retried,
+        ),
+        (
+            "momentum_exporter_queue_depth",
+            Kind::Gauge,
+            "Requests waiting in the exporter's queue (queued or in flight).",
+            |e| &e.queue_depth,
+        ),
+        (
+            "momentum_exporter_queue_bytes",
+            Kind::Gauge,
+            "Bytes of the requests waiting in the exporter's queue.",
+            |e| &e.queue_bytes,
+        ),
+        (
+            "momentum_exporter_queue_corrupt_total",
+            Kind::Counter,
+            "Queue entries found truncated or corrupt on disk at start, and skipped.",
+            |e| &e.corrupt,
+        ),
+    ];
+    for (name, kind, help, field) in families {
+        o.family(name, kind, help);
+        for e in &t.exporters {
+            o.sample(
+                name,
+                &[("exporter", e.name)],
+                ExporterStats::get(field(e)) as f64,
+            );
+        }
+    }
 }
 
 #[cfg(test)]
