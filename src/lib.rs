@@ -17,7 +17,8 @@
 //! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.
 //! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
-//! - [`export`]: Prometheus exposition.
+//! - [`export`]: Prometheus exposition; forwarding of the original requests to the next
+//!   hop (`export::forward`: admission, disk queue, retries).
 //! - [`admin`]: `/metrics`, health, and the JSON API.
 //! - [`archive`]: the Parquet archive of closed windows.
 //! - [`app`]: wiring and graceful shutdown.

@@ -366,6 +366,29 @@ fn outage_within_capacity_loses_nothing_in_memory() {
 }
 
 #[test]
+fn shutdown_gives_the_queue_shutdown_timeout_to_drain() {
+    let port = free_port();
+    let mut a = forwarder(
+        &format!("    endpoint: http://127.0.0.1:{port}\n    queue: {{ dir: null }}\n"),
+        "shutdown_timeout: 30s\n",
+    );
+    let sent = send_sdk("grpc", &a.grpc, 60, 6);
+    wait_for(&a, 20, "A to retry", |m| {
+        fwd(m, "momentum_exporter_retried_total") >= 1.0
+    });
+    // A is asked to stop while B is down; B comes up during A's shutdown.
+    common::signal(&a.child, "TERM");
+    let b = next_hop_on(port);
+    let status = common::wait_exit(&mut a.child, Duration::from_secs(40));
+    assert!(status.success());
+    let mb = wait_for(&b, 10, "B's shards to count what A drained", |m| {
+        b_spans(m) >= sent as f64
+    });
+    assert_eq!(b_spans(&mb), sent as f64);
+    assert!(b.stop().success());
+}
+
+#[test]
 fn outage_across_a_restart_of_a_loses_nothing_with_queue_dir() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -385,14 +408,23 @@ fn outage_across_a_restart_of_a_loses_nothing_with_queue_dir() {
     let t = Instant::now();
     assert!(a.stop().success());
     assert!(t.elapsed() < Duration::from_secs(20));
-    let files: Vec<_> = std::fs::read_dir(&queue).unwrap().collect();
-    assert!(!files.is_empty(), "the backlog stays on disk");
+    let mut logs: Vec<_> = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let last = logs.last().expect("the backlog stays on disk");
+    // A torn write at the tail (as a crash mid-append leaves): skipped and counted.
+    let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+    std::io::Write::write_all(&mut f, &[0x55; 11]).unwrap();
+    drop(f);
 
     // A again, same queue: the backlog is back, and more arrives while B is still down.
     let a = forwarder(&exporter, "shutdown_timeout: 1s\n");
     let m = a.metrics();
     assert_eq!(fwd(&m, "momentum_exporter_queue_depth"), queued);
-    assert_eq!(fwd(&m, "momentum_exporter_queue_corrupt_total"), 0.0);
+    assert_eq!(fwd(&m, "momentum_exporter_queue_corrupt_total"), 1.0);
     let second = send_sdk("grpc", &a.grpc, 80, 5);
     let b = next_hop_on(port);
     let total = (first + second) as f64;

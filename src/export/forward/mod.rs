@@ -32,7 +32,7 @@
 pub mod client;
 pub mod store;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -101,6 +101,7 @@ impl Admission {
 }
 
 /// A request on its way to the next hop.
+#[derive(Clone)]
 struct Item {
     seq: u64,
     signal: Signal,
@@ -223,7 +224,7 @@ impl Forwarder {
         });
         let mut queue = Queue {
             pending: VecDeque::new(),
-            inflight: BTreeMap::new(),
+            inflight: HashMap::new(),
             next_seq: 0,
             store: None,
             dir: cfg.queue.dir.clone(),
@@ -323,16 +324,16 @@ impl ForwardHandle {
 /// The queue task's state: FIFO of requests waiting, requests in flight, the disk log.
 struct Queue {
     pending: VecDeque<Item>,
-    /// seq → bytes of requests being sent
-    inflight: BTreeMap<u64, u64>,
+    /// requests being sent, by their send task (a clone: the bytes are shared)
+    inflight: HashMap<tokio::task::Id, Item>,
     next_seq: u64,
     store: Option<Store>,
     dir: Option<PathBuf>,
     admission: Arc<Admission>,
 }
 
-/// How a send task ended.
-type Done = (u64, Signal, Result<(), String>);
+/// How a send task ended: delivered, or refused for good (why).
+type Done = Result<(), String>;
 
 impl Queue {
     fn enqueued(&self, bytes: u64) {
@@ -373,25 +374,40 @@ impl Queue {
             let Some(item) = self.pending.pop_front() else {
                 break;
             };
-            self.inflight.insert(item.seq, item.body.len() as u64);
-            tasks.spawn(deliver(
+            let task = tasks.spawn(deliver(
                 client.clone(),
-                item,
+                item.clone(),
                 self.admission.stats.clone(),
                 failing.clone(),
             ));
+            self.inflight.insert(task.id(), item);
         }
     }
 
-    /// A request is done: delivered, or refused for good.
-    fn finished(&mut self, (seq, signal, result): Done) {
-        let bytes = self.inflight.remove(&seq).unwrap_or(0);
+    /// A send task ended: the request is done, or (the task panicked) queued again.
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
+        let (id, result) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(item) = self.inflight.remove(&e.id()) {
+                    tracing::error!(
+                        "forward: a send task failed ({e}); the request is queued again"
+                    );
+                    self.pending.push_front(item);
+                }
+                return;
+            }
+        };
+        let Some(item) = self.inflight.remove(&id) else {
+            return;
+        };
+        let (seq, bytes) = (item.seq, item.body.len() as u64);
         let s = &self.admission.stats;
         match result {
             Ok(()) => s.sent.fetch_add(1, Ordering::Relaxed),
             Err(message) => {
                 tracing::warn!(
-                    ?signal,
+                    signal = ?item.signal,
                     "forward: the next hop refused a request permanently; dropped: {message}"
                 );
                 s.failed.fetch_add(1, Ordering::Relaxed)
@@ -417,23 +433,24 @@ impl Queue {
         let mut tasks = JoinSet::new();
         let mut sync = tokio::time::interval(store::SYNC_INTERVAL);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The receivers (and with them the senders of `rx`) go away before `stop` comes:
+        // a closed channel is not the end, `stop` is.
+        let mut open = true;
         let deadline = loop {
             self.dispatch(&client, &mut tasks, &failing);
             tokio::select! {
-                got = rx.recv() => {
-                    let Some((signal, body)) = got else { break Instant::now() };
-                    self.accept(signal, body);
-                    // Batch whatever else is waiting into one write.
-                    while let Ok((signal, body)) = rx.try_recv() {
+                got = rx.recv(), if open => match got {
+                    Some((signal, body)) => {
                         self.accept(signal, body);
+                        // Batch whatever else is waiting into one write.
+                        while let Ok((signal, body)) = rx.try_recv() {
+                            self.accept(signal, body);
+                        }
+                        self.flush();
                     }
-                    self.flush();
-                }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(done) = done {
-                        self.finished(done);
-                    }
-                }
+                    None => open = false,
+                },
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => self.joined(joined),
                 _ = sync.tick() => self.flush(),
                 d = &mut stop => break d.unwrap_or_else(|_| Instant::now()),
             }
@@ -451,11 +468,7 @@ impl Queue {
                 break;
             }
             tokio::select! {
-                Some(done) = tasks.join_next() => {
-                    if let Ok(done) = done {
-                        self.finished(done);
-                    }
-                }
+                Some(joined) = tasks.join_next_with_id() => self.joined(joined),
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
@@ -518,11 +531,9 @@ async fn deliver(
                 if failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("forward: the next hop answers again");
                 }
-                return (item.seq, item.signal, Ok(()));
+                return Ok(());
             }
-            Err(SendError::Permanent { message }) => {
-                return (item.seq, item.signal, Err(message));
-            }
+            Err(SendError::Permanent { message }) => return Err(message),
             Err(SendError::Retryable { message, after }) => {
                 if !failing.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
