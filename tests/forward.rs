@@ -239,6 +239,28 @@ fn wait_for(p: &Proc, secs: u64, what: &str, f: impl Fn(&str) -> bool) -> String
     m
 }
 
+/// `promtool check metrics` accepts the exposition (with the exporter families in it).
+fn promtool_accepts(m: &str) {
+    let promtool = std::env::var_os("MOMENTUM_PROMTOOL")
+        .expect("MOMENTUM_PROMTOOL is not set: run the suite through ./test.sh");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), m.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(m.contains("# TYPE momentum_exporter_queue_depth gauge"));
+}
+
 fn b_spans(m: &str) -> f64 {
     get(m, "momentum_sli_requests_total", &[])
 }
@@ -316,6 +338,7 @@ fn chain_counts_exactly_what_the_client_sent_over_grpc_and_http() {
             get(&m, "momentum_receiver_accepted_log_records_total", &[]),
             4.0
         );
+        promtool_accepts(&ma);
         // A's view: every request delivered, none failed or left.
         let sent_requests = fwd(&ma, "momentum_exporter_sent_total");
         assert!(sent_requests >= 12.0, "{sent_requests}"); // ≥ 10 span batches + 2
