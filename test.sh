@@ -8,9 +8,12 @@
 # Setup is idempotent and fast when already done:
 #   - .venv: a Python 3.11 venv with tests/py/requirements.txt; pip runs only when that
 #     file (or the interpreter) changed since the last successful install (hash stamp).
-#   - promtool: installed from Debian's `prometheus` package when missing (needs root).
-# The integration tests find these through MOMENTUM_PYTHON and MOMENTUM_PROMTOOL, exported
-# here; a caller may preset MOMENTUM_PROMTOOL to use another promtool.
+#   - promtool and the Prometheus server: both from Debian's `prometheus` package,
+#     installed when either is missing (needs root). The remote-write test starts the
+#     server itself on a free port; the package's own service is never started.
+# The integration tests find these through MOMENTUM_PYTHON, MOMENTUM_PROMTOOL and
+# MOMENTUM_PROMETHEUS, exported here; a caller may preset MOMENTUM_PROMTOOL or
+# MOMENTUM_PROMETHEUS to use other binaries.
 # CARGO_TARGET_DIR is left as the caller has it.
 set -euo pipefail
 
@@ -62,7 +65,19 @@ setup_venv() {
     echo "$want" >"$stamp"
 }
 
-# ---------------------------------------------------------------- promtool (b)
+# ---------------------------------------------------------------- promtool, prometheus (b)
+install_prometheus_package() {
+    local what=$1
+    [[ $(id -u) == 0 ]] || die "$what is missing; install Debian's 'prometheus' package (as root: apt-get install prometheus)"
+    command -v apt-get >/dev/null || die "$what is missing and there is no apt-get to install it"
+    step "$what: installing Debian package 'prometheus' (apt-get update + install)"
+    # Never start the packaged Prometheus service: the tests start their own server.
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    apt-get install -y -q --no-install-recommends prometheus >/dev/null ||
+        die "apt-get install prometheus failed"
+}
+
 setup_promtool() {
     if [[ -n ${MOMENTUM_PROMTOOL:-} ]]; then
         [[ -x $MOMENTUM_PROMTOOL ]] || die "MOMENTUM_PROMTOOL=$MOMENTUM_PROMTOOL is not an executable"
@@ -70,25 +85,38 @@ setup_promtool() {
         return
     fi
     if ! command -v promtool >/dev/null; then
-        [[ $(id -u) == 0 ]] || die "promtool is missing; install Debian's 'prometheus' package (as root: apt-get install prometheus)"
-        command -v apt-get >/dev/null || die "promtool is missing and there is no apt-get to install it"
-        step "promtool: installing Debian package 'prometheus' (apt-get update + install)"
-        # Never start the packaged Prometheus service: only its promtool is wanted.
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null || die "apt-get update failed"
-        apt-get install -y -q --no-install-recommends prometheus >/dev/null ||
-            die "apt-get install prometheus failed"
+        install_prometheus_package promtool
         command -v promtool >/dev/null || die "package 'prometheus' installed but promtool is not on PATH"
     fi
     MOMENTUM_PROMTOOL=$(command -v promtool)
     step "promtool: $MOMENTUM_PROMTOOL ($("$MOMENTUM_PROMTOOL" --version 2>&1 | head -n1))"
 }
 
+# The remote-write test writes into a real Prometheus (--web.enable-remote-write-receiver).
+setup_prometheus() {
+    if [[ -n ${MOMENTUM_PROMETHEUS:-} ]]; then
+        [[ -x $MOMENTUM_PROMETHEUS ]] || die "MOMENTUM_PROMETHEUS=$MOMENTUM_PROMETHEUS is not an executable"
+        step "prometheus: $MOMENTUM_PROMETHEUS (from MOMENTUM_PROMETHEUS)"
+        return
+    fi
+    if ! command -v prometheus >/dev/null; then
+        install_prometheus_package prometheus
+        command -v prometheus >/dev/null || die "package 'prometheus' installed but prometheus is not on PATH"
+    fi
+    MOMENTUM_PROMETHEUS=$(command -v prometheus)
+    local help
+    help=$("$MOMENTUM_PROMETHEUS" --help 2>&1 || true)
+    [[ $help == *--web.enable-remote-write-receiver* ]] ||
+        die "$MOMENTUM_PROMETHEUS has no --web.enable-remote-write-receiver (Prometheus 2.33 or newer is needed)"
+    step "prometheus: $MOMENTUM_PROMETHEUS ($("$MOMENTUM_PROMETHEUS" --version 2>&1 | head -n1))"
+}
+
 t0=$(now)
 setup_venv
 setup_promtool
+setup_prometheus
 export MOMENTUM_PYTHON=$ROOT/.venv/bin/python
-export MOMENTUM_PROMTOOL
+export MOMENTUM_PROMTOOL MOMENTUM_PROMETHEUS
 step "setup done in $(elapsed "$t0")"
 $setup_only && exit 0
 

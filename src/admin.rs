@@ -32,6 +32,7 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}", get(service))
+        .route("/api/v1/services/{name}/gate", get(gate))
         .with_state(admin)
 }
 
@@ -74,11 +75,13 @@ async fn services(State(a): State<Admin>) -> Json<Value> {
     Json(json!({ "services": list }))
 }
 
-async fn service(
-    State(a): State<Admin>,
-    Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+/// Finds the pair a request names: 404 for an unknown service, 400 listing the
+/// environments when the service has several and none is named.
+fn find_pair(
+    a: &Admin,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> Result<(PairView, Vec<OpView>), Box<Response>> {
     let (pairs, ops) = merged(&a.telemetry.router.views());
     let matching: Vec<usize> = pairs
         .iter()
@@ -86,12 +89,11 @@ async fn service(
         .filter(|(_, p)| *p.service == *name)
         .map(|(i, _)| i)
         .collect();
+    let not_found = |msg: String| {
+        Box::new((StatusCode::NOT_FOUND, Json(json!({ "error": msg }))).into_response())
+    };
     if matching.is_empty() {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("unknown service {name:?}") })),
-        )
-            .into_response();
+        return Err(not_found(format!("unknown service {name:?}")));
     }
     let chosen = match q.get("environment") {
         Some(env) => matching
@@ -101,30 +103,100 @@ async fn service(
         None if matching.len() == 1 => Some(matching[0]),
         None => {
             let envs: Vec<&str> = matching.iter().map(|&i| &*pairs[i].environment).collect();
-            return (
+            return Err(Box::new((
                 StatusCode::BAD_REQUEST,
                 Json(json!({
                     "error": format!("service {name:?} runs in several environments: name one with ?environment="),
                     "environments": envs,
                 })),
             )
-                .into_response();
+                .into_response()));
         }
     };
     let Some(i) = chosen else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("service {name:?} has no such environment") })),
-        )
-            .into_response();
+        return Err(not_found(format!(
+            "service {name:?} has no such environment"
+        )));
     };
-    let p = &pairs[i];
-    let my_ops: Vec<&OpView> = ops
-        .iter()
+    let my_ops = ops
+        .into_iter()
         .filter(|(pi, _)| *pi == i)
         .map(|(_, o)| o)
         .collect();
-    Json(service_json(p, &my_ops)).into_response()
+    Ok((pairs[i].clone(), my_ops))
+}
+
+async fn service(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match find_pair(&a, &name, &q) {
+        Ok((p, ops)) => Json(service_json(&p, &ops.iter().collect::<Vec<_>>())).into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn gate(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match find_pair(&a, &name, &q) {
+        Ok((p, _)) => {
+            let (allow, reasons) = p.slo.as_ref().map_or((true, vec![]), |s| s.gate());
+            Json(json!({
+                "service": &*p.service,
+                "environment": &*p.environment,
+                "allow": allow,
+                "reasons": reasons,
+            }))
+            .into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+fn slo_json(p: &PairView) -> Value {
+    use crate::slo::{nearest_rank, OBJECTIVES, SEVERITIES};
+    let Some(slo) = &p.slo else {
+        return Value::Null;
+    };
+    let objectives: Vec<Value> = slo
+        .objectives
+        .iter()
+        .zip(&slo.states)
+        .map(|(o, st)| {
+            let mut burn = serde_json::Map::new();
+            for (wi, w) in WINDOW_LABELS.iter().enumerate() {
+                burn.insert((*w).to_string(), json!(st.burn[wi]));
+            }
+            let firing: Vec<&str> = SEVERITIES
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| st.firing[*i])
+                .map(|(_, s)| *s)
+                .collect();
+            json!({
+                "objective": OBJECTIVES[o.kind],
+                "target_percent": o.target * 100.0,
+                "burn_rate": burn,
+                "error_budget_remaining": st.budget_remaining,
+                "alerts_firing": firing,
+            })
+        })
+        .collect();
+    let sorted = slo.restores_sorted();
+    let (allow, reasons) = slo.gate();
+    json!({
+        "window_seconds": slo.window / 1_000_000_000,
+        "evaluated_at_unix_nano": slo.evaluated_at,
+        "objectives": objectives,
+        "incident": slo.incident.map(|i| json!({ "opened_unix_nano": i.opened_ns })),
+        "incidents_total": slo.incidents_total,
+        "time_to_restore_median_seconds": nearest_rank(&sorted, 0.5),
+        "gate": { "allow": allow, "reasons": reasons },
+    })
 }
 
 fn quantiles_json(q: Option<[f64; 5]>) -> Value {
@@ -176,5 +248,6 @@ pub fn service_json(p: &PairView, ops: &[&OpView]) -> Value {
         "windows": windows,
         "latency_seconds": latency,
         "operations": operations,
+        "slo": slo_json(p),
     })
 }

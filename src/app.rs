@@ -16,6 +16,10 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
+use crate::export::otlp::OtlpPush;
+use crate::export::own_telemetry::OwnTelemetry;
+use crate::export::push::BuildError;
+use crate::export::remote_write::RemoteWrite;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
 use crate::pipeline::{Settings, Shared};
@@ -28,6 +32,9 @@ pub enum StartError {
     /// a configured feature this build does not implement yet
     #[error("{0} is configured but not supported by this build yet: remove it from the config")]
     Unsupported(&'static str),
+    /// an exporter could not be built from its config
+    #[error("{0}")]
+    Exporter(#[from] BuildError),
     /// a listener could not bind
     #[error("cannot listen on {what} endpoint {addr}: {source}")]
     Bind {
@@ -59,6 +66,9 @@ pub struct App {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     shards: Vec<JoinHandle<()>>,
+    export_stop: watch::Sender<bool>,
+    exporters: Vec<JoinHandle<()>>,
+    own_telemetry: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     forward: Option<ForwardHandle>,
     shutdown_timeout: Duration,
 }
@@ -95,19 +105,15 @@ impl App {
         let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
         let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
         let adm = bind("admin", config.admin.endpoint).await?;
-        let mut exporters = Vec::new();
-        let (forwarder, forward) = match &config.exporters.otlp {
+        let (forwarder, forward, forward_stats) = match &config.exporters.otlp {
             Some(o) => {
-                let stats = Arc::new(ExporterStats::new(forward::EXPORTER));
+                let stats = ExporterStats::with_queue(forward::EXPORTER);
                 match Forwarder::start(o, stats.clone())? {
-                    Some((f, h)) => {
-                        exporters.push(stats);
-                        (Some(f), Some(h))
-                    }
-                    None => (None, None),
+                    Some((f, h)) => (Some(f), Some(h), Some(stats)),
+                    None => (None, None, None),
                 }
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let (router, shards) = Router::start(
             n,
@@ -125,12 +131,44 @@ impl App {
             forwarder,
         ));
         let ready = Arc::new(AtomicBool::new(false));
+        let exp = &config.exporters;
+        let otlp_stats = exp.otlp.as_ref().map(|_| ExporterStats::new("otlp"));
+        let rw_stats = exp
+            .remote_write
+            .as_ref()
+            .map(|_| ExporterStats::new("remote_write"));
         let telemetry = Telemetry {
             router: router.clone(),
             shared: shared.clone(),
             refused,
-            exporters,
+            started_ns: shared.clock.now_ns(),
+            exporters: [&otlp_stats, &rw_stats, &forward_stats]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
         };
+        // Push exporters run until the shards have drained at shutdown, then push once
+        // more; momentum's own telemetry outlives them so their last spans are sent.
+        let own = match &config.telemetry {
+            Some(c) => Some(OwnTelemetry::new(c, telemetry.clone())?),
+            None => None,
+        };
+        let spans = own.as_ref().map(OwnTelemetry::spans).unwrap_or_default();
+        let (export_stop, export_rx) = watch::channel(false);
+        let mut exporters = Vec::new();
+        if let (Some(c), Some(st)) = (&exp.otlp, otlp_stats) {
+            let e = OtlpPush::new(c, telemetry.clone(), st, spans.clone())?;
+            exporters.push(tokio::spawn(e.run(export_rx.clone())));
+        }
+        if let (Some(c), Some(st)) = (&exp.remote_write, rw_stats) {
+            let e = RemoteWrite::new(c, telemetry.clone(), st, spans.clone())?;
+            exporters.push(tokio::spawn(e.run(export_rx.clone())));
+        }
+        let own_telemetry = own.map(|o| {
+            let (tx, rx) = watch::channel(false);
+            (tx, tokio::spawn(o.run(rx)))
+        });
         let (stop, stop_rx) = watch::channel(false);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
         let (grpc_addr, http_addr, admin_addr) = (addr(&grpc), addr(&http), addr(&adm));
@@ -162,14 +200,18 @@ impl App {
             stop,
             servers,
             shards,
+            export_stop,
+            exporters,
+            own_telemetry,
             forward,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
-    /// and close every open bucket, then give the forward queue what is left of
-    /// `shutdown_timeout` to drain (what remains stays on disk with `queue.dir`).
+    /// and close every open bucket, push once more to every exporter, flush momentum's own
+    /// telemetry — all within `shutdown_timeout` — then give the forward queue what is left
+    /// of it to drain (what remains stays on disk with `queue.dir`).
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
@@ -182,6 +224,14 @@ impl App {
             self.router.shutdown().await;
             for s in self.shards {
                 let _ = s.await;
+            }
+            let _ = self.export_stop.send(true);
+            for e in self.exporters {
+                let _ = e.await;
+            }
+            if let Some((stop, task)) = self.own_telemetry {
+                let _ = stop.send(true);
+                let _ = task.await;
             }
         };
         if tokio::time::timeout(deadline, work).await.is_err() {

@@ -4,10 +4,10 @@
 //! delivery signals out.
 //!
 //! ```text
-//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics)
-//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ admin JSON API
-//!                  (decode,          └─ shard N ─┘        └─ (archive, push: later)
-//!                   validate)   hash(service, env) → shard; each shard owns its state
+//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics, remote write)
+//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ otlp push, own telemetry
+//!                  (decode,          └─ shard N ─┘        ├─ admin JSON API
+//!                   validate)   hash(service, env) → shard └─ (archive: later)
 //! ```
 //!
 //! Module map:
@@ -16,9 +16,12 @@
 //! - [`receiver`]: OTLP/gRPC and OTLP/HTTP, the lean decoder, OTLP/JSON, admission.
 //! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.
 //! - [`sli`]: classification, event-time windows, sketches, per-series latency state.
+//! - [`slo`]: burn rates, error budgets, alerts, incidents, the release gate.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
-//! - [`export`]: Prometheus exposition; forwarding of the original requests to the next
-//!   hop (`export::forward`: admission, disk queue, retries).
+//! - [`export`]: the neutral family model and its renderers: Prometheus exposition,
+//!   remote write, OTLP metrics push, and momentum's own telemetry over OTLP; forwarding
+//!   of the original requests to the next hop (`export::forward`: admission, disk queue,
+//!   retries).
 //! - [`admin`]: `/metrics`, health, and the JSON API.
 //! - [`archive`]: the Parquet archive of closed windows.
 //! - [`app`]: wiring and graceful shutdown.
@@ -32,5 +35,6 @@ pub mod model;
 pub mod pipeline;
 pub mod receiver;
 pub mod sli;
+pub mod slo;
 pub mod telemetry;
 pub mod view;

@@ -1,7 +1,7 @@
 //! What the exporters and the admin API read: the shard snapshots (through the router)
 //! and the process-wide self-telemetry counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::pipeline::router::Router;
@@ -17,22 +17,31 @@ pub struct Telemetry {
     pub shared: Arc<Shared>,
     /// receiver refusals
     pub refused: Arc<RefusalCounters>,
-    /// one entry per running exporter that sends somewhere (label `exporter`)
+    /// process start (Unix ns): the start time of self-telemetry counters
+    pub started_ns: u64,
+    /// one entry per configured exporter, in start order
     pub exporters: Vec<Arc<ExporterStats>>,
 }
 
-/// Self-metrics of one exporter (SPEC §6 `momentum_exporter_*{exporter}`): written by the
-/// exporter once per request, read by the exposition.
+/// Counters of one exporter, exported with the label `exporter="{name}"`.
+///
+/// Items are what the exporter ships: OTLP data points, remote-write samples, forwarded
+/// spans/points/records. A push that is given up on counts its items as failed; the
+/// next push of cumulative values carries them again, so nothing is double counted.
+/// An exporter with a queue (`forward`) also reports its depth, bytes and the entries
+/// found corrupt when it read its queue back from disk.
 #[derive(Debug, Default)]
 pub struct ExporterStats {
-    /// the `exporter` label value
+    /// the `exporter` label value (`otlp`, `remote_write`, `forward`)
     pub name: &'static str,
-    /// requests delivered (the next hop answered success)
+    /// items delivered
     pub sent: AtomicU64,
-    /// requests given up on: permanent errors, and what a shutdown dropped from memory
+    /// items given up on (permanent error, or retries exhausted)
     pub failed: AtomicU64,
-    /// attempts that failed retryably and were tried again
+    /// attempts retried after a retryable error
     pub retried: AtomicU64,
+    /// whether this exporter has a queue (the `momentum_exporter_queue_*` families)
+    pub queued: bool,
     /// requests waiting (queued or in flight)
     pub queue_depth: AtomicU64,
     /// bytes of the requests waiting
@@ -42,16 +51,20 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// Zeroed stats for the exporter labelled `name`.
-    pub fn new(name: &'static str) -> Self {
-        ExporterStats {
+    /// Zeroed counters for the exporter `name`.
+    pub fn new(name: &'static str) -> Arc<ExporterStats> {
+        Arc::new(ExporterStats {
             name,
             ..Default::default()
-        }
+        })
     }
 
-    /// Reads a counter or gauge.
-    pub fn get(a: &AtomicU64) -> u64 {
-        a.load(Ordering::Relaxed)
+    /// Zeroed counters for the exporter `name`, which has a queue.
+    pub fn with_queue(name: &'static str) -> Arc<ExporterStats> {
+        Arc::new(ExporterStats {
+            name,
+            queued: true,
+            ..Default::default()
+        })
     }
 }

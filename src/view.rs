@@ -20,6 +20,8 @@ pub struct Totals {
     pub errors: u64,
     /// sum of latencies in seconds
     pub latency_sum_s: f64,
+    /// latencies summed (span requests; metric-derived requests carry no latency)
+    pub latency_count: u64,
 }
 
 /// One (service, environment) pair.
@@ -43,6 +45,8 @@ pub struct PairView {
     pub threshold_ns: Option<u64>,
     /// p50, p90, p95, p99, p99.9 per [`QUANTILE_WINDOWS`] (None: no requests)
     pub quantiles: [Option<[f64; 5]>; 3],
+    /// objectives, burn rates, budgets, alerts, incidents (None without an SLO)
+    pub slo: Option<crate::slo::SloState>,
 }
 
 /// One per-operation series.
@@ -99,6 +103,7 @@ pub fn merged(views: &[Arc<ShardView>]) -> (Vec<PairView>, Vec<(usize, OpView)>)
                 last.totals.requests += p.totals.requests;
                 last.totals.errors += p.totals.errors;
                 last.totals.latency_sum_s += p.totals.latency_sum_s;
+                last.totals.latency_count += p.totals.latency_count;
                 last.start_ns = last.start_ns.min(p.start_ns);
                 for (a, b) in last.windows.iter_mut().zip(p.windows.iter()) {
                     if let (Some(a), Some(b)) = (a.as_mut(), b) {
@@ -125,6 +130,7 @@ pub fn merged(views: &[Arc<ShardView>]) -> (Vec<PairView>, Vec<(usize, OpView)>)
             a.1.totals.requests += b.1.totals.requests;
             a.1.totals.errors += b.1.totals.errors;
             a.1.totals.latency_sum_s += b.1.totals.latency_sum_s;
+            a.1.totals.latency_count += b.1.totals.latency_count;
             true
         } else {
             false

@@ -1,11 +1,9 @@
 //! Prometheus exposition: text format 0.0.4, or OpenMetrics 1.0 when the scraper asks
 //! for it. Names and labels are SPEC §6's (the standard OTLP → Prometheus translation).
 
-use std::fmt::Write;
-use std::sync::atomic::Ordering;
-
+use super::families::{collect, prom_label, Family, Kind as FKind, Value};
 use crate::telemetry::Telemetry;
-use crate::view::{merged, PairView, QUANTILE_WINDOWS, WINDOW_LABELS};
+use std::fmt::Write;
 
 /// The metric kinds we expose.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,341 +97,54 @@ fn write_value(s: &mut String, v: f64) {
     }
 }
 
-/// The pair labels: `service_name` and `deployment_environment_name` (omitted when "").
-fn pair_labels(p: &PairView) -> Vec<(&'static str, &str)> {
-    let mut l = vec![("service_name", &*p.service)];
-    if !p.environment.is_empty() {
-        l.push(("deployment_environment_name", &*p.environment));
-    }
-    l
-}
-
-const QUANTILE_LABELS: [&str; 5] = ["0.5", "0.9", "0.95", "0.99", "0.999"];
-
-/// Renders the whole exposition.
-pub fn render(t: &Telemetry, openmetrics: bool) -> String {
+/// Renders families as exposition text.
+pub fn render_families(families: &[Family], openmetrics: bool) -> String {
     let mut o = Out {
         s: String::with_capacity(64 * 1024),
         om: openmetrics,
     };
-    let views = t.router.views();
-    let (pairs, ops) = merged(&views);
-
-    o.family(
-        "momentum_sli_requests_total",
-        Kind::Counter,
-        "Requests (SERVER/CONSUMER spans) per service and environment.",
-    );
-    for p in &pairs {
-        o.sample(
-            "momentum_sli_requests_total",
-            &pair_labels(p),
-            p.totals.requests as f64,
-        );
-    }
-    o.family(
-        "momentum_sli_errors_total",
-        Kind::Counter,
-        "Requests that were errors (SPEC 5 rules).",
-    );
-    for p in &pairs {
-        o.sample(
-            "momentum_sli_errors_total",
-            &pair_labels(p),
-            p.totals.errors as f64,
-        );
-    }
-    o.family(
-        "momentum_sli_latency_seconds",
-        Kind::Summary,
-        "Request latency; quantiles over the window, _sum/_count cumulative.",
-    );
-    for p in &pairs {
-        for (wi, w) in QUANTILE_WINDOWS.iter().enumerate() {
-            let mut l = pair_labels(p);
-            l.push(("window", w));
-            if let Some(qs) = p.quantiles[wi] {
-                for (q, v) in QUANTILE_LABELS.iter().zip(qs) {
-                    let mut lq = l.clone();
-                    lq.push(("quantile", q));
-                    o.sample("momentum_sli_latency_seconds", &lq, v);
+    for f in families {
+        let kind = match f.kind {
+            FKind::Counter => Kind::Counter,
+            FKind::Gauge => Kind::Gauge,
+            FKind::Summary => Kind::Summary,
+        };
+        o.family(f.prom, kind, f.help);
+        for smp in &f.samples {
+            let labels: Vec<(String, &str)> = smp
+                .attrs
+                .iter()
+                .map(|(k, v)| (prom_label(k), &**v))
+                .collect();
+            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            match &smp.value {
+                Value::Number(v) => o.sample(f.prom, &l, *v),
+                Value::Summary {
+                    count,
+                    sum,
+                    quantiles,
+                } => {
+                    for (q, v) in quantiles {
+                        let qs = q.to_string();
+                        let mut lq = l.clone();
+                        lq.push(("quantile", &qs));
+                        o.sample(f.prom, &lq, *v);
+                    }
+                    o.sample(&format!("{}_sum", f.prom), &l, *sum);
+                    o.sample(&format!("{}_count", f.prom), &l, *count as f64);
                 }
             }
-            o.sample(
-                "momentum_sli_latency_seconds_sum",
-                &l,
-                p.totals.latency_sum_s,
-            );
-            o.sample(
-                "momentum_sli_latency_seconds_count",
-                &l,
-                p.totals.requests as f64,
-            );
         }
     }
-    o.family(
-        "momentum_sli_availability_ratio",
-        Kind::Gauge,
-        "Share of requests without error over the window (absent without requests).",
-    );
-    for p in &pairs {
-        for (wi, w) in WINDOW_LABELS.iter().enumerate() {
-            if let Some(a) = p.availability(wi) {
-                let mut l = pair_labels(p);
-                l.push(("window", w));
-                o.sample("momentum_sli_availability_ratio", &l, a);
-            }
-        }
-    }
-    o.family(
-        "momentum_operation_requests_total",
-        Kind::Counter,
-        "Requests per operation.",
-    );
-    for (pi, op) in &ops {
-        let mut l = pair_labels(&pairs[*pi]);
-        l.push(("operation", &op.operation));
-        o.sample(
-            "momentum_operation_requests_total",
-            &l,
-            op.totals.requests as f64,
-        );
-    }
-    o.family(
-        "momentum_operation_errors_total",
-        Kind::Counter,
-        "Errors per operation.",
-    );
-    for (pi, op) in &ops {
-        let mut l = pair_labels(&pairs[*pi]);
-        l.push(("operation", &op.operation));
-        o.sample(
-            "momentum_operation_errors_total",
-            &l,
-            op.totals.errors as f64,
-        );
-    }
-    o.family(
-        "momentum_operation_latency_seconds",
-        Kind::Summary,
-        "Latency per operation; quantiles over 5m.",
-    );
-    for (pi, op) in &ops {
-        let mut l = pair_labels(&pairs[*pi]);
-        l.push(("operation", &op.operation));
-        l.push(("window", "5m"));
-        if let Some(qs) = op.quantiles {
-            for (q, v) in QUANTILE_LABELS.iter().zip(qs) {
-                let mut lq = l.clone();
-                lq.push(("quantile", q));
-                o.sample("momentum_operation_latency_seconds", &lq, v);
-            }
-        }
-        o.sample(
-            "momentum_operation_latency_seconds_sum",
-            &l,
-            op.totals.latency_sum_s,
-        );
-        o.sample(
-            "momentum_operation_latency_seconds_count",
-            &l,
-            op.totals.requests as f64,
-        );
-    }
-    self_telemetry(&mut o, t, pairs.len(), ops.len());
     if o.om {
         o.s.push_str("# EOF\n");
     }
     o.s
 }
 
-fn self_telemetry(o: &mut Out, t: &Telemetry, pairs: usize, ops: usize) {
-    let c = &t.shared.counters;
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    o.family(
-        "momentum_receiver_accepted_spans_total",
-        Kind::Counter,
-        "Spans accepted by the receivers.",
-    );
-    o.sample(
-        "momentum_receiver_accepted_spans_total",
-        &[("transport", "grpc")],
-        get(&c.accepted_grpc),
-    );
-    o.sample(
-        "momentum_receiver_accepted_spans_total",
-        &[("transport", "http")],
-        get(&c.accepted_http),
-    );
-    o.family(
-        "momentum_receiver_refused_spans_total",
-        Kind::Counter,
-        "Spans refused, by reason (a request that cannot be decoded counts as one).",
-    );
-    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
-        o.sample(
-            "momentum_receiver_refused_spans_total",
-            &[("reason", r.label())],
-            get(&t.refused.spans[i]),
-        );
-    }
-    o.family(
-        "momentum_receiver_refused_requests_total",
-        Kind::Counter,
-        "Export requests refused, by reason (all signals).",
-    );
-    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
-        o.sample(
-            "momentum_receiver_refused_requests_total",
-            &[("reason", r.label())],
-            get(&t.refused.requests[i]),
-        );
-    }
-    o.family(
-        "momentum_receiver_accepted_metric_points_total",
-        Kind::Counter,
-        "Metric data points accepted.",
-    );
-    o.sample(
-        "momentum_receiver_accepted_metric_points_total",
-        &[],
-        get(&c.accepted_metric_points),
-    );
-    o.family(
-        "momentum_receiver_accepted_log_records_total",
-        Kind::Counter,
-        "Log records accepted.",
-    );
-    o.sample(
-        "momentum_receiver_accepted_log_records_total",
-        &[],
-        get(&c.accepted_log_records),
-    );
-    o.family(
-        "momentum_pipeline_processed_spans_total",
-        Kind::Counter,
-        "Spans aggregated by the shards.",
-    );
-    o.sample(
-        "momentum_pipeline_processed_spans_total",
-        &[],
-        get(&c.processed),
-    );
-    o.family(
-        "momentum_pipeline_late_spans_total",
-        Kind::Counter,
-        "Spans that fell in closed buckets (behind the watermark).",
-    );
-    o.sample("momentum_pipeline_late_spans_total", &[], get(&c.late));
-    o.family(
-        "momentum_pipeline_invalid_spans_total",
-        Kind::Counter,
-        "Spans invalid on receipt (end before start, or too far in the future).",
-    );
-    o.sample(
-        "momentum_pipeline_invalid_spans_total",
-        &[],
-        get(&c.invalid),
-    );
-    o.family(
-        "momentum_pipeline_queue_depth",
-        Kind::Gauge,
-        "Bytes waiting in shard queues.",
-    );
-    o.sample(
-        "momentum_pipeline_queue_depth",
-        &[],
-        t.router.queued_bytes() as f64,
-    );
-    o.family(
-        "momentum_series_active",
-        Kind::Gauge,
-        "Series exported, by kind.",
-    );
-    o.sample(
-        "momentum_series_active",
-        &[("kind", "service")],
-        pairs as f64,
-    );
-    o.sample(
-        "momentum_series_active",
-        &[("kind", "operation")],
-        ops as f64,
-    );
-    o.family(
-        "momentum_series_overflow_total",
-        Kind::Counter,
-        "Items folded into an __overflow__ series, by kind.",
-    );
-    o.sample(
-        "momentum_series_overflow_total",
-        &[("kind", "service")],
-        get(&c.overflow_service),
-    );
-    o.sample(
-        "momentum_series_overflow_total",
-        &[("kind", "operation")],
-        get(&c.overflow_operation),
-    );
-    exporters(o, t);
-}
-
-/// `momentum_exporter_*{exporter}`: one sample per running exporter in each family;
-/// families are left out when no exporter runs.
-fn exporters(o: &mut Out, t: &Telemetry) {
-    use crate::telemetry::ExporterStats;
-    type Field = fn(&ExporterStats) -> &std::sync::atomic::AtomicU64;
-    if t.exporters.is_empty() {
-        return;
-    }
-    let families: [(&str, Kind, &str, Field); 6] = [
-        (
-            "momentum_exporter_sent_total",
-            Kind::Counter,
-            "Requests delivered to the exporter's destination.",
-            |e| &e.sent,
-        ),
-        (
-            "momentum_exporter_failed_total",
-            Kind::Counter,
-            "Requests given up on (permanent errors; queued requests dropped at shutdown).",
-            |e| &e.failed,
-        ),
-        (
-            "momentum_exporter_retried_total",
-            Kind::Counter,
-            "Attempts that failed retryably and were tried again.",
-            |e| &e.retried,
-        ),
-        (
-            "momentum_exporter_queue_depth",
-            Kind::Gauge,
-            "Requests waiting in the exporter's queue (queued or in flight).",
-            |e| &e.queue_depth,
-        ),
-        (
-            "momentum_exporter_queue_bytes",
-            Kind::Gauge,
-            "Bytes of the requests waiting in the exporter's queue.",
-            |e| &e.queue_bytes,
-        ),
-        (
-            "momentum_exporter_queue_corrupt_total",
-            Kind::Counter,
-            "Queue entries found truncated or corrupt on disk at start, and skipped.",
-            |e| &e.corrupt,
-        ),
-    ];
-    for (name, kind, help, field) in families {
-        o.family(name, kind, help);
-        for e in &t.exporters {
-            o.sample(
-                name,
-                &[("exporter", e.name)],
-                ExporterStats::get(field(e)) as f64,
-            );
-        }
-    }
+/// Renders the whole exposition.
+pub fn render(t: &Telemetry, openmetrics: bool) -> String {
+    render_families(&collect(t), openmetrics)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_services: usize,
     /// per-operation series, process-wide
     pub max_series: usize,
+    /// cumulative metric streams, process-wide
+    pub max_metric_streams: usize,
     /// a series idle this long (event time) leaves the exports
     pub series_idle: u64,
     /// longest SLO window of any objective (windows state is sized for it)
@@ -40,6 +42,8 @@ pub struct Settings {
     pub keep_minutes: u64,
     /// archive window width (ns)
     pub archive_window: u64,
+    /// delivery lookback (ns): time to restore and delivery rates look this far back
+    pub lookback: u64,
     /// per-shard queue capacity in bytes
     pub queue_capacity: u64,
     /// memory limit in bytes (0 = off)
@@ -70,10 +74,12 @@ impl Settings {
             operation_from_route: c.sli.operation == crate::config::OperationSource::HttpRoute,
             max_services: c.limits.max_services,
             max_series: c.limits.max_series,
+            max_metric_streams: c.limits.max_metric_streams,
             series_idle: c.limits.series_idle.as_nanos(),
             longest_window: longest,
             keep_minutes,
             archive_window: c.archive.window.as_nanos(),
+            lookback: c.delivery.lookback.as_nanos(),
             queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
             memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
             config,
@@ -104,6 +110,11 @@ pub struct Shared {
     pub pairs: AtomicUsize,
     /// per-operation series alive (against `max_series`)
     pub series: AtomicUsize,
+    /// cumulative metric streams held (against `max_metric_streams`)
+    pub metric_streams: AtomicUsize,
+    /// when the process started (Unix ns): cumulative metric streams that started
+    /// earlier only set a baseline
+    pub started_ns: u64,
     /// self-telemetry counters
     pub counters: Counters,
     /// resident memory in bytes, refreshed by a background task (0 = unknown)
@@ -113,11 +124,14 @@ pub struct Shared {
 impl Shared {
     /// New shared state around a clock.
     pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+        let started_ns = clock.now_ns();
         Arc::new(Shared {
             clock,
             fleet: FleetClock::default(),
             pairs: AtomicUsize::new(0),
             series: AtomicUsize::new(0),
+            metric_streams: AtomicUsize::new(0),
+            started_ns,
             counters: Counters::default(),
             rss_bytes: AtomicU64::new(0),
         })
@@ -157,6 +171,16 @@ pub struct Counters {
     pub accepted_metric_points: AtomicU64,
     /// accepted log records
     pub accepted_log_records: AtomicU64,
+    /// duration-histogram points behind the watermark
+    pub late_metric_points: AtomicU64,
+    /// duration-histogram points invalid on receipt (in the future, or before their start)
+    pub invalid_metric_points: AtomicU64,
+    /// points whose stream could not be tracked (`max_metric_streams`)
+    pub overflow_metric_stream: AtomicU64,
+    /// duration-histogram points used for SLIs
+    pub sli_metric_points: AtomicU64,
+    /// duration-histogram points with a unit that is not a duration
+    pub unusable_metric_points: AtomicU64,
 }
 
 impl Counters {

@@ -166,6 +166,49 @@ impl Router {
         Ok(())
     }
 
+    /// Admits the duration-histogram points of a metrics request, all or nothing.
+    pub fn submit_metrics(
+        &self,
+        pairs: Vec<crate::sli::metrics::PairPoints>,
+    ) -> Result<(), Refusal> {
+        if self.set.memory_limit > 0
+            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
+        {
+            return Err(Refusal::MemoryLimit);
+        }
+        let n = self.shards.len();
+        let mut parts: Vec<Vec<crate::sli::metrics::PairPoints>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for pp in pairs {
+            parts[shard_of(pp.hash, n)].push(pp);
+        }
+        let point = std::mem::size_of::<crate::sli::metrics::MetricPoint>() as u64;
+        let costs: Vec<(usize, u64)> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(i, p)| {
+                (
+                    i,
+                    128 + p
+                        .iter()
+                        .map(|pp| 64 + point * pp.points.len() as u64)
+                        .sum::<u64>(),
+                )
+            })
+            .collect();
+        self.reserve(&costs)?;
+        for (i, cost) in costs {
+            let pairs = std::mem::take(&mut parts[i]);
+            if let Err(mpsc::error::SendError(_)) =
+                self.shards[i].tx.send(ShardMsg::Metrics { pairs, cost })
+            {
+                self.shards[i].queued.fetch_sub(cost, Ordering::AcqRel);
+            }
+        }
+        Ok(())
+    }
+
     /// Reserves room in every listed shard queue, or in none.
     fn reserve(&self, costs: &[(usize, u64)]) -> Result<(), Refusal> {
         let cap = self.set.queue_capacity;

@@ -11,12 +11,14 @@ use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{pair_hash, Settings, Shared};
-use crate::archive::{ArchiveMsg, ArchiveSender, SliRow};
-use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
+use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, SliRow};
+use crate::model::{flags, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
+use crate::sli::metrics::{PairPoints, Streams};
 use crate::sli::series::{quantiles, ArchivedWindow, Latency};
 use crate::sli::sketch::{Mapping, Sketch};
 use crate::sli::window::{Counts, SeriesWindows, WINDOWS};
+use crate::slo::SloState;
 use crate::view::{OpView, PairView, ShardView, Totals};
 
 /// The service name used when a resource has no `service.name`.
@@ -33,6 +35,13 @@ pub enum ShardMsg {
         batch: TraceBatch,
         /// per-resource pair hashes
         hashes: Vec<u64>,
+        /// reserved queue bytes
+        cost: u64,
+    },
+    /// Duration-histogram points per pair; `cost` bytes reserved as for traces.
+    Metrics {
+        /// the points
+        pairs: Vec<PairPoints>,
         /// reserved queue bytes
         cost: u64,
     },
@@ -59,6 +68,28 @@ struct Pair {
     totals: Totals,
     ops: Vec<u32>,
     overflow_op: Option<u32>,
+    slo: Option<SloState>,
+    /// windows fed by duration-histogram metrics (created when the first point arrives)
+    mwindows: Option<SeriesWindows>,
+    /// newest event time of a metric point
+    last_metric: u64,
+}
+
+/// Metrics are a pair's service-level source while a point arrived within this long.
+pub const METRIC_SOURCE_FRESHNESS: u64 = 10 * crate::sli::window::MIN;
+
+impl Pair {
+    /// The service-level windows: metrics-derived while metrics are fresh, else spans.
+    fn source(&self) -> &SeriesWindows {
+        match &self.mwindows {
+            Some(m) if self.metrics_active() => m,
+            _ => &self.windows,
+        }
+    }
+
+    fn metrics_active(&self) -> bool {
+        self.mwindows.is_some() && self.last_metric + METRIC_SOURCE_FRESHNESS >= self.clock
+    }
 }
 
 struct Op {
@@ -94,6 +125,10 @@ pub struct ShardCore {
     scratch: Sketch,
     /// closed archive windows waiting to be handed to the archive writer
     rows: Vec<SliRow>,
+    /// events (alerts, incidents…) waiting to be handed to the archive writer
+    events: Vec<EventRow>,
+    /// cumulative → delta state of metric streams
+    streams: Streams,
 }
 
 impl ShardCore {
@@ -115,6 +150,8 @@ impl ShardCore {
             op_index: HashTable::with_capacity(256),
             scratch: Sketch::default(),
             rows: Vec::new(),
+            events: Vec::new(),
+            streams: Streams::default(),
         }
     }
 
@@ -139,7 +176,12 @@ impl ShardCore {
                     r.environment.bytes(buf),
                 )
             });
-            let pid = self.pair_for(buf, r, hash, now, floor, &mut tally);
+            let (ns, name, env) = (
+                r.namespace.bytes(buf),
+                r.service.bytes(buf),
+                r.environment.bytes(buf),
+            );
+            let pid = self.pair_for(ns, name, env, hash, now, floor, &mut tally);
             let resource_cicd = r.ext.flags & flags::CICD_PIPELINE != 0;
             self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
             for s in batch.spans_of(r) {
@@ -156,6 +198,68 @@ impl ShardCore {
         super::Counters::add(&c.invalid, tally.invalid);
         super::Counters::add(&c.overflow_service, tally.overflow_service);
         super::Counters::add(&c.overflow_operation, tally.overflow_operation);
+    }
+
+    /// Aggregates duration-histogram points (metrics-derived SLIs).
+    pub fn ingest_metrics(&mut self, pairs: &[PairPoints]) {
+        let now = self.shared.clock.now_ns();
+        let fleet = self.shared.fleet.read(now, self.set.lateness);
+        let floor = fleet.saturating_sub(self.set.lateness);
+        let mut tally = Tally::default();
+        let (mut late, mut invalid, mut overflow) = (0u64, 0u64, 0u64);
+        let start = self.shared.started_ns;
+        for pp in pairs {
+            let pid = self.pair_for(
+                pp.namespace.as_bytes(),
+                pp.name.as_bytes(),
+                pp.environment.as_bytes(),
+                pp.hash,
+                now,
+                floor,
+                &mut tally,
+            );
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
+            for pt in &pp.points {
+                if pt.time_ns > now + self.set.skew || pt.time_ns < pt.start_ns {
+                    invalid += 1;
+                    continue;
+                }
+                if !self.streams.contains(pt.stream)
+                    && self.shared.metric_streams.fetch_add(1, Ordering::Relaxed)
+                        >= self.set.max_metric_streams
+                {
+                    self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+                    overflow += 1;
+                    continue;
+                }
+                let (requests, good) = self.streams.delta(pt, start);
+                self.advance(pid, pt.time_ns.min(now), now);
+                let set = &self.set;
+                let p = &mut self.pairs[pid as usize];
+                let wm = p.clock.saturating_sub(set.lateness);
+                let mw = p.mwindows.get_or_insert_with(|| {
+                    SeriesWindows::new(set.resolution, wm, set.longest_window)
+                });
+                if mw.is_closed(pt.time_ns) {
+                    late += 1;
+                    continue;
+                }
+                let c = Counts {
+                    requests,
+                    errors: if pt.error { requests } else { 0 },
+                    good,
+                };
+                mw.add(pt.time_ns, &c);
+                p.last_metric = p.last_metric.max(pt.time_ns);
+                p.totals.requests += c.requests;
+                p.totals.errors += c.errors;
+            }
+        }
+        let c = &self.shared.counters;
+        super::Counters::add(&c.late_metric_points, late);
+        super::Counters::add(&c.invalid_metric_points, invalid);
+        super::Counters::add(&c.overflow_metric_stream, overflow);
+        super::Counters::add(&c.overflow_service, tally.overflow_service);
     }
 
     #[inline]
@@ -205,9 +309,12 @@ impl ShardCore {
         let idx = self.mapping.index(lat_s);
         p.windows.add(end, &c);
         p.latency.add(end, &c, lat_ns, idx, lat_s);
-        p.totals.requests += 1;
-        p.totals.errors += c.errors;
+        if p.mwindows.is_none() || !p.metrics_active() {
+            p.totals.requests += 1;
+            p.totals.errors += c.errors;
+        }
         p.totals.latency_sum_s += lat_s;
+        p.totals.latency_count += 1;
         let name = if self.set.operation_from_route && !s.route.is_empty() {
             s.route
         } else {
@@ -219,6 +326,7 @@ impl ShardCore {
             op.totals.requests += 1;
             op.totals.errors += c.errors;
             op.totals.latency_sum_s += lat_s;
+            op.totals.latency_count += 1;
             if end > op.last_event {
                 op.last_event = end;
             }
@@ -233,9 +341,19 @@ impl ShardCore {
         if clock <= p.clock {
             return;
         }
+        let from = p.clock;
         p.clock = clock;
         let wm = clock.saturating_sub(lateness);
         p.windows.close_upto(wm);
+        if let Some(slo) = p.slo.as_mut() {
+            slo.evaluate_range(
+                &p.windows,
+                from,
+                clock,
+                (&p.service, &p.environment),
+                &mut self.events,
+            );
+        }
         if wm < p.next_close {
             return;
         }
@@ -248,18 +366,22 @@ impl ShardCore {
         std::mem::take(&mut self.rows)
     }
 
+    /// Takes the events (alerts, incidents) recorded since the last call.
+    pub fn take_events(&mut self) -> Vec<EventRow> {
+        std::mem::take(&mut self.events)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn pair_for(
         &mut self,
-        buf: &[u8],
-        r: &ResourceRec,
+        ns: &[u8],
+        name: &[u8],
+        env: &[u8],
         hash: u64,
         now: u64,
         floor: u64,
         tally: &mut Tally,
     ) -> u32 {
-        let ns = r.namespace.bytes(buf);
-        let name = r.service.bytes(buf);
-        let env = r.environment.bytes(buf);
         let pairs = &self.pairs;
         if let Some(&pid) = self
             .pair_index
@@ -301,6 +423,7 @@ impl ShardCore {
             .and_then(|s| s.objectives.latency.as_ref())
             .map(|l| l.threshold.as_nanos());
         let slo_window = slo.map(|s| s.window.as_nanos());
+        let slo_state = slo.and_then(|s| SloState::new(s, set.lookback));
         let clock = floor;
         let wm = clock.saturating_sub(set.lateness);
         let pid = self.pairs.len() as u32;
@@ -319,6 +442,9 @@ impl ShardCore {
             totals: Totals::default(),
             ops: Vec::new(),
             overflow_op: None,
+            slo: slo_state,
+            mwindows: None,
+            last_metric: 0,
         });
         pid
     }
@@ -423,15 +549,20 @@ impl ShardCore {
         let mut mem = 0usize;
         for (pid, p) in self.pairs.iter().enumerate() {
             mem += p.windows.memory_bytes() + p.latency.memory_bytes();
-            if p.last_event == 0 || p.clock.saturating_sub(p.last_event) > idle {
+            let alarmed = p
+                .slo
+                .as_ref()
+                .is_some_and(|s| s.incident.is_some() || s.paging());
+            let last = p.last_event.max(p.last_metric);
+            if last == 0 || (p.clock.saturating_sub(last) > idle && !alarmed) {
                 continue;
             }
             let mut windows = [None; 8];
             for (i, (_, w)) in WINDOWS.iter().enumerate() {
-                windows[i] = Some(p.windows.window(*w, p.clock, u64::MAX));
+                windows[i] = Some(p.source().window(*w, p.clock, u64::MAX));
             }
             if let Some(w) = p.slo_window {
-                windows[7] = Some(p.windows.window(w, p.clock, u64::MAX));
+                windows[7] = Some(p.source().window(w, p.clock, u64::MAX));
             }
             let mut qs = [None; 3];
             for (i, w) in [
@@ -456,6 +587,7 @@ impl ShardCore {
                 slo_window_ns: p.slo_window,
                 threshold_ns: p.threshold_ns,
                 quantiles: qs,
+                slo: p.slo.clone(),
             });
         }
         for op in self.ops.iter().flatten() {
@@ -589,8 +721,14 @@ pub async fn run(
     // backpressure a slow disk exerts.
     async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
         let rows = core.take_rows();
-        if let (Some(tx), false) = (archive, rows.is_empty()) {
-            let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+        let events = core.take_events();
+        if let Some(tx) = archive {
+            if !rows.is_empty() {
+                let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+            }
+            if !events.is_empty() {
+                let _ = tx.send(ArchiveMsg::Events(events)).await;
+            }
         }
     }
     let mut interval = tokio::time::interval(tick);
@@ -606,6 +744,10 @@ pub async fn run(
             msg = rx.recv() => match msg {
                 Some(ShardMsg::Traces { batch, hashes, cost }) => {
                     core.ingest(&batch, &hashes);
+                    queued.fetch_sub(cost, Ordering::Relaxed);
+                }
+                Some(ShardMsg::Metrics { pairs, cost }) => {
+                    core.ingest_metrics(&pairs);
                     queued.fetch_sub(cost, Ordering::Relaxed);
                 }
                 Some(ShardMsg::Flush(ack)) => {
@@ -639,6 +781,9 @@ impl ShardCore {
             let far = self.pairs[pid as usize].clock + self.set.lateness + self.set.skew + 1;
             let p = &mut self.pairs[pid as usize];
             p.windows.close_upto(far);
+            if let Some(m) = p.mwindows.as_mut() {
+                m.close_upto(far);
+            }
             close_series(p, &mut self.ops, &self.mapping, &mut self.rows, far);
             let _ = now;
         }

@@ -236,7 +236,7 @@ impl Receiver {
         match self.router.submit_traces(batch) {
             Ok(()) => {
                 if let Some(r) = reservation {
-                    r.commit(raw);
+                    r.commit(raw, n);
                 }
                 self.shared.fleet.observe(now, 0);
                 let c = &self.shared.counters;
@@ -300,12 +300,38 @@ impl Receiver {
                 }
             }
         }
-        if points > 0 {
-            if let Some(r) = self.reserve_forward(Signal::Metrics, &body, 0)? {
-                r.commit(body);
+        let config = &self.set.config;
+        let (pairs, unusable) = crate::sli::metrics::extract(&req, |svc, env| {
+            config
+                .slo_for(svc, env)
+                .and_then(|s| s.objectives.latency.as_ref())
+                .map(|l| l.threshold.as_secs_f64())
+        });
+        let used: u64 = pairs.iter().map(|p| p.points.len() as u64).sum();
+        // Forward queue first, then the shard queues (SPEC §3: all or nothing).
+        let reservation = if points > 0 {
+            self.reserve_forward(Signal::Metrics, &body, 0)?
+        } else {
+            None
+        };
+        if !pairs.is_empty() {
+            if let Err(r) = self.router.submit_metrics(pairs) {
+                let reason = match r {
+                    Refusal::Backpressure => Reason::Backpressure,
+                    Refusal::MemoryLimit => Reason::MemoryLimit,
+                };
+                self.count_refused(reason, Some(0));
+                return Err(Refused::new(reason, format!("{r}: retry later")));
             }
         }
-        Counters::add(&self.shared.counters.accepted_metric_points, points);
+        if let Some(r) = reservation {
+            r.commit(body, points);
+        }
+        self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
+        let c = &self.shared.counters;
+        Counters::add(&c.accepted_metric_points, points);
+        Counters::add(&c.sli_metric_points, used);
+        Counters::add(&c.unusable_metric_points, unusable);
         Ok(Accepted::default())
     }
 
@@ -326,7 +352,7 @@ impl Receiver {
             .sum();
         if n > 0 {
             if let Some(r) = self.reserve_forward(Signal::Logs, &body, 0)? {
-                r.commit(body);
+                r.commit(body, n as u64);
             }
         }
         Counters::add(&self.shared.counters.accepted_log_records, n as u64);

@@ -315,8 +315,9 @@ impl Latency {
             if let Some(r) = hours.as_mut() {
                 r.add_minute(cm.minute, &cm.sub.sketch);
             }
-            if let Some(windows) = (cm.minute * MIN).checked_div(width) {
-                let start = windows * width;
+            // width 0: no archive windows
+            if let Some(n) = (cm.minute * MIN).checked_div(width) {
+                let start = n * width;
                 if acc.any && acc.start != start {
                     emit(acc, width, &mut f);
                 }

@@ -105,6 +105,8 @@ impl Admission {
 struct Item {
     seq: u64,
     signal: Signal,
+    /// spans, data points or log records in it (what `sent`/`failed` count)
+    items: u64,
     body: Bytes,
 }
 
@@ -112,7 +114,7 @@ struct Item {
 pub struct Forwarder {
     signals: [bool; 3],
     admission: Arc<Admission>,
-    tx: mpsc::UnboundedSender<(Signal, Bytes)>,
+    tx: mpsc::UnboundedSender<(Signal, Bytes, u64)>,
 }
 
 /// Room reserved in the forward queue for one request. Dropped without
@@ -126,12 +128,12 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// Hands the request to the queue (the bytes it reserved for). Never fails: the room
-    /// is already held.
-    pub fn commit(mut self, body: Bytes) {
+    /// Hands the request to the queue (the bytes it reserved for), with the number of
+    /// spans, data points or log records in it. Never fails: the room is already held.
+    pub fn commit(mut self, body: Bytes, items: u64) {
         self.committed = true;
         debug_assert_eq!(body.len() as u64, self.bytes);
-        if self.fwd.tx.send((self.signal, body)).is_err() {
+        if self.fwd.tx.send((self.signal, body, items)).is_err() {
             // The queue task is gone (it only stops at shutdown, after the receivers):
             // the request cannot be forwarded any more.
             self.fwd.admission.release(self.bytes);
@@ -139,7 +141,7 @@ impl Reservation<'_> {
                 .admission
                 .stats
                 .failed
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(items, Ordering::Relaxed);
             tracing::error!("forward queue stopped: an accepted request was not forwarded");
         }
     }
@@ -257,6 +259,7 @@ impl Forwarder {
                 queue.pending.push_back(Item {
                     seq: e.seq,
                     signal: e.signal,
+                    items: e.items,
                     body: e.body,
                 });
             }
@@ -343,17 +346,22 @@ impl Queue {
     }
 
     /// Takes one committed request: sequence number, disk, FIFO.
-    fn accept(&mut self, signal: Signal, body: Bytes) {
+    fn accept(&mut self, (signal, body, items): (Signal, Bytes, u64)) {
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(store) = self.store.as_mut() {
-            if let Err(e) = store.append(seq, signal, &body) {
+            if let Err(e) = store.append(seq, signal, items, &body) {
                 // Still forwarded from memory; only its durability is lost.
                 tracing::error!("forward queue: cannot write to disk: {e}");
             }
         }
         self.enqueued(body.len() as u64);
-        self.pending.push_back(Item { seq, signal, body });
+        self.pending.push_back(Item {
+            seq,
+            signal,
+            items,
+            body,
+        });
     }
 
     fn flush(&mut self) {
@@ -404,13 +412,13 @@ impl Queue {
         let (seq, bytes) = (item.seq, item.body.len() as u64);
         let s = &self.admission.stats;
         match result {
-            Ok(()) => s.sent.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => s.sent.fetch_add(item.items, Ordering::Relaxed),
             Err(message) => {
                 tracing::warn!(
                     signal = ?item.signal,
                     "forward: the next hop refused a request permanently; dropped: {message}"
                 );
-                s.failed.fetch_add(1, Ordering::Relaxed)
+                s.failed.fetch_add(item.items, Ordering::Relaxed)
             }
         };
         s.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -426,7 +434,7 @@ impl Queue {
     async fn run(
         mut self,
         client: Arc<Client>,
-        mut rx: mpsc::UnboundedReceiver<(Signal, Bytes)>,
+        mut rx: mpsc::UnboundedReceiver<(Signal, Bytes, u64)>,
         mut stop: oneshot::Receiver<Instant>,
     ) {
         let failing = Arc::new(AtomicBool::new(false));
@@ -440,11 +448,11 @@ impl Queue {
             self.dispatch(&client, &mut tasks, &failing);
             tokio::select! {
                 got = rx.recv(), if open => match got {
-                    Some((signal, body)) => {
-                        self.accept(signal, body);
+                    Some(got) => {
+                        self.accept(got);
                         // Batch whatever else is waiting into one write.
-                        while let Ok((signal, body)) = rx.try_recv() {
-                            self.accept(signal, body);
+                        while let Ok(got) = rx.try_recv() {
+                            self.accept(got);
                         }
                         self.flush();
                     }
@@ -459,8 +467,8 @@ impl Queue {
         // deadline.
         let until = tokio::time::Instant::from_std(deadline);
         loop {
-            while let Ok((signal, body)) = rx.try_recv() {
-                self.accept(signal, body);
+            while let Ok(got) = rx.try_recv() {
+                self.accept(got);
             }
             self.flush();
             self.dispatch(&client, &mut tasks, &failing);
@@ -474,6 +482,12 @@ impl Queue {
         }
         tasks.shutdown().await;
         let left = self.pending.len() + self.inflight.len();
+        let left_items: u64 = self
+            .pending
+            .iter()
+            .chain(self.inflight.values())
+            .map(|i| i.items)
+            .sum();
         let bytes = self.admission.stats.queue_bytes.load(Ordering::Relaxed);
         match self.store.as_mut() {
             Some(store) => {
@@ -493,7 +507,7 @@ impl Queue {
                 self.admission
                     .stats
                     .failed
-                    .fetch_add(left as u64, Ordering::Relaxed);
+                    .fetch_add(left_items, Ordering::Relaxed);
                 tracing::warn!(
                     requests = left,
                     bytes,
@@ -584,7 +598,7 @@ mod tests {
 
     #[tokio::test]
     async fn reservations_are_all_or_nothing_and_released_on_drop() {
-        let stats = Arc::new(ExporterStats::new(EXPORTER));
+        let stats = ExporterStats::with_queue(EXPORTER);
         let (f, handle) = Forwarder::start(&config(1), stats.clone())
             .unwrap()
             .unwrap();
@@ -600,7 +614,7 @@ mod tests {
         let b = f.reserve(Signal::Logs, mib / 2).unwrap();
         assert!(f.reserve(Signal::Logs, 1).is_err());
         drop(b);
-        a.commit(Bytes::from(vec![0u8; mib / 2]));
+        a.commit(Bytes::from(vec![0u8; mib / 2]), 7);
         // Committed room stays held until the request is done.
         assert!(f.reserve(Signal::Logs, mib / 2 + 1).is_err());
         let c = f.reserve(Signal::Logs, mib / 2).unwrap();
@@ -610,7 +624,7 @@ mod tests {
         handle
             .shutdown(Instant::now() + Duration::from_millis(300))
             .await;
-        assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.failed.load(Ordering::Relaxed), 7, "its 7 items");
         assert!(stats.retried.load(Ordering::Relaxed) >= 1);
         assert_eq!(stats.sent.load(Ordering::Relaxed), 0);
     }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! DIR/00000000000000000042.log   entries from sequence number 42 on:
-//!     len u32 LE | crc32 u32 LE | seq u64 LE | signal u8 | payload (len bytes)
-//!     (crc32 over seq, signal and payload)
+//!     len u32 LE | crc32 u32 LE | seq u64 LE | signal u8 | items u32 LE | payload
+//!     (len bytes; crc32 over seq, signal, items and payload; items = spans, data
+//!     points or log records in the request)
 //! DIR/00000000000000000042.ack   sequence numbers delivered (or given up on), u64 LE each
 //! ```
 //!
@@ -37,7 +38,7 @@ use crate::receiver::Signal;
 /// The data log is synced at most this often while it has unsynced data.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
-const HEADER: usize = 4 + 4 + 8 + 1;
+const HEADER: usize = 4 + 4 + 8 + 1 + 4;
 
 /// A request read back from disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct Stored {
     pub seq: u64,
     /// its signal
     pub signal: Signal,
+    /// spans, data points or log records in it
+    pub items: u64,
     /// the protobuf request
     pub body: Bytes,
 }
@@ -101,22 +104,25 @@ fn byte_signal(b: u8) -> Option<Signal> {
     }
 }
 
-fn checksum(seq: u64, signal: u8, payload: &[u8]) -> u32 {
+fn checksum(seq: u64, signal: u8, items: u32, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
     h.update(&[signal]);
+    h.update(&items.to_le_bytes());
     h.update(payload);
     h.finalize()
 }
 
 /// Encodes one entry (header and payload) as it is stored.
-pub fn encode_entry(seq: u64, signal: Signal, payload: &[u8]) -> Vec<u8> {
+pub fn encode_entry(seq: u64, signal: Signal, items: u64, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + payload.len());
     let sb = signal_byte(signal);
+    let items = items.min(u32::MAX as u64) as u32;
     v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    v.extend_from_slice(&checksum(seq, sb, payload).to_le_bytes());
+    v.extend_from_slice(&checksum(seq, sb, items, payload).to_le_bytes());
     v.extend_from_slice(&seq.to_le_bytes());
     v.push(sb);
+    v.extend_from_slice(&items.to_le_bytes());
     v.extend_from_slice(payload);
     v
 }
@@ -139,17 +145,19 @@ fn read_entries(data: &Bytes) -> (Vec<Stored>, bool) {
         let Some(signal) = byte_signal(sb) else {
             return (out, true);
         };
+        let items = u32::from_le_bytes([rest[17], rest[18], rest[19], rest[20]]);
         if rest.len() - HEADER < len {
             return (out, true);
         }
         let start = at + HEADER;
         let payload = &data[start..start + len];
-        if checksum(seq, sb, payload) != crc {
+        if checksum(seq, sb, items, payload) != crc {
             return (out, true);
         }
         out.push(Stored {
             seq,
             signal,
+            items: items as u64,
             body: data.slice(start..start + len),
         });
         at = start + len;
@@ -252,7 +260,13 @@ impl Store {
     }
 
     /// Appends one entry (buffered: [`Store::flush`] hands it to the OS).
-    pub fn append(&mut self, seq: u64, signal: Signal, payload: &[u8]) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        seq: u64,
+        signal: Signal,
+        items: u64,
+        payload: &[u8],
+    ) -> io::Result<()> {
         if self.active.is_none() {
             let path = self.log_path(seq);
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -269,10 +283,13 @@ impl Store {
             return Ok(());
         };
         let sb = signal_byte(signal);
+        let items = items.min(u32::MAX as u64) as u32;
         a.log.write_all(&(payload.len() as u32).to_le_bytes())?;
-        a.log.write_all(&checksum(seq, sb, payload).to_le_bytes())?;
+        a.log
+            .write_all(&checksum(seq, sb, items, payload).to_le_bytes())?;
         a.log.write_all(&seq.to_le_bytes())?;
         a.log.write_all(&[sb])?;
+        a.log.write_all(&items.to_le_bytes())?;
         a.log.write_all(payload)?;
         a.size += (HEADER + payload.len()) as u64;
         if let Some(s) = self.segments.get_mut(&a.first) {
@@ -385,7 +402,7 @@ mod tests {
         assert!(rec.items.is_empty());
         for i in 0..20 {
             let sig = [Signal::Traces, Signal::Metrics, Signal::Logs][i as usize % 3];
-            s.append(i, sig, &body(i, 100 + i as usize)).unwrap();
+            s.append(i, sig, i * 3, &body(i, 100 + i as usize)).unwrap();
         }
         s.flush().unwrap();
         assert!(s.segment_count() >= 2, "1000-byte segments roll");
@@ -399,6 +416,7 @@ mod tests {
         assert_eq!(seqs, want);
         for e in &rec.items {
             assert_eq!(&e.body[..], &body(e.seq, 100 + e.seq as usize)[..]);
+            assert_eq!(e.items, e.seq * 3);
             assert_eq!(
                 e.signal,
                 [Signal::Traces, Signal::Metrics, Signal::Logs][e.seq as usize % 3]
@@ -413,7 +431,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Store::open(dir.path(), 500).unwrap();
         for i in 0..10 {
-            s.append(i, Signal::Traces, &body(i, 120)).unwrap();
+            s.append(i, Signal::Traces, 1, &body(i, 120)).unwrap();
         }
         s.flush().unwrap();
         for i in (0..10).rev() {
@@ -422,7 +440,7 @@ mod tests {
         s.sync_all().unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         // And it keeps working after being emptied.
-        s.append(10, Signal::Logs, b"x").unwrap();
+        s.append(10, Signal::Logs, 1, b"x").unwrap();
         s.flush().unwrap();
         drop(s);
         let (_, rec) = Store::open(dir.path(), 500).unwrap();
@@ -435,7 +453,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Store::open(dir.path(), 1 << 20).unwrap();
         for i in 0..5 {
-            s.append(i, Signal::Traces, &body(i, 64)).unwrap();
+            s.append(i, Signal::Traces, 2, &body(i, 64)).unwrap();
         }
         s.sync_all().unwrap();
         drop(s);
@@ -469,9 +487,9 @@ mod tests {
     fn encode_entry_matches_append() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = Store::open(dir.path(), 1 << 20).unwrap();
-        s.append(7, Signal::Metrics, b"hello").unwrap();
+        s.append(7, Signal::Metrics, 4, b"hello").unwrap();
         s.sync_all().unwrap();
         let on_disk = fs::read(dir.path().join(format!("{:020}.log", 7))).unwrap();
-        assert_eq!(on_disk, encode_entry(7, Signal::Metrics, b"hello"));
+        assert_eq!(on_disk, encode_entry(7, Signal::Metrics, 4, b"hello"));
     }
 }

@@ -1,0 +1,558 @@
+//! The exported metrics as one neutral model: families of samples with OTLP names,
+//! units and attribute keys. Prometheus exposition, remote write and OTLP push all
+//! render from [`collect`], so a family added here appears everywhere with the same
+//! name (SPEC §6).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::telemetry::Telemetry;
+use crate::view::{merged, PairView, QUANTILE_WINDOWS, WINDOW_LABELS};
+
+/// Metric kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// monotonic sum (cumulative)
+    Counter,
+    /// gauge
+    Gauge,
+    /// summary: quantiles windowed, `_sum`/`_count` cumulative
+    Summary,
+}
+
+/// A sample's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// counter or gauge value
+    Number(f64),
+    /// summary point
+    Summary {
+        /// cumulative count
+        count: u64,
+        /// cumulative sum
+        sum: f64,
+        /// (quantile, value), empty when the window has no data
+        quantiles: Vec<(f64, f64)>,
+    },
+}
+
+/// One point: attributes (OTLP keys), value, and the start time of the series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// attributes with OTLP keys (`service.name`, `window`, …)
+    pub attrs: Vec<(&'static str, Arc<str>)>,
+    /// the value
+    pub value: Value,
+    /// start time of a cumulative series (Unix ns); 0 for gauges
+    pub start_ns: u64,
+}
+
+/// A metric family.
+#[derive(Clone, Debug)]
+pub struct Family {
+    /// OTLP name (`momentum.sli.requests`)
+    pub otlp: &'static str,
+    /// Prometheus sample name (`momentum_sli_requests_total`)
+    pub prom: &'static str,
+    /// UCUM unit (`s`, `1`, `{request}`, "")
+    pub unit: &'static str,
+    /// kind
+    pub kind: Kind,
+    /// help text
+    pub help: &'static str,
+    /// samples
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    fn new(
+        otlp: &'static str,
+        prom: &'static str,
+        unit: &'static str,
+        kind: Kind,
+        help: &'static str,
+    ) -> Self {
+        Family {
+            otlp,
+            prom,
+            unit,
+            kind,
+            help,
+            samples: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, attrs: Vec<(&'static str, Arc<str>)>, value: f64, start_ns: u64) {
+        self.samples.push(Sample {
+            attrs,
+            value: Value::Number(value),
+            start_ns,
+        });
+    }
+}
+
+/// The Prometheus label name of an OTLP attribute key.
+pub fn prom_label(key: &str) -> String {
+    key.replace('.', "_")
+}
+
+/// The quantiles of latency summaries.
+pub const LATENCY_QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
+
+fn s(v: &str) -> Arc<str> {
+    Arc::from(v)
+}
+
+/// The pair attributes: `service.name`, and `deployment.environment.name` unless "".
+pub fn pair_attrs(p: &PairView) -> Vec<(&'static str, Arc<str>)> {
+    let mut l = vec![("service.name", p.service.clone())];
+    if !p.environment.is_empty() {
+        l.push(("deployment.environment.name", p.environment.clone()));
+    }
+    l
+}
+
+fn with(
+    mut a: Vec<(&'static str, Arc<str>)>,
+    k: &'static str,
+    v: &str,
+) -> Vec<(&'static str, Arc<str>)> {
+    a.push((k, s(v)));
+    a
+}
+
+fn summary(q: Option<[f64; 5]>, count: u64, sum: f64) -> Value {
+    Value::Summary {
+        count,
+        sum,
+        quantiles: q
+            .map(|q| LATENCY_QUANTILES.iter().copied().zip(q).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Every exported family, from the latest shard snapshots and the self-telemetry.
+pub fn collect(t: &Telemetry) -> Vec<Family> {
+    let views = t.router.views();
+    let (pairs, ops) = merged(&views);
+    let mut out = Vec::with_capacity(32);
+
+    let mut req = Family::new(
+        "momentum.sli.requests",
+        "momentum_sli_requests_total",
+        "{request}",
+        Kind::Counter,
+        "Requests (SERVER/CONSUMER spans) per service and environment.",
+    );
+    let mut err = Family::new(
+        "momentum.sli.errors",
+        "momentum_sli_errors_total",
+        "{request}",
+        Kind::Counter,
+        "Requests that were errors (SPEC 5 rules).",
+    );
+    let mut lat = Family::new(
+        "momentum.sli.latency",
+        "momentum_sli_latency_seconds",
+        "s",
+        Kind::Summary,
+        "Request latency; quantiles over the window, _sum/_count cumulative.",
+    );
+    let mut avail = Family::new(
+        "momentum.sli.availability",
+        "momentum_sli_availability_ratio",
+        "1",
+        Kind::Gauge,
+        "Share of requests without error over the window (absent without requests).",
+    );
+    for p in &pairs {
+        req.push(pair_attrs(p), p.totals.requests as f64, p.start_ns);
+        err.push(pair_attrs(p), p.totals.errors as f64, p.start_ns);
+        for (wi, w) in QUANTILE_WINDOWS.iter().enumerate() {
+            lat.samples.push(Sample {
+                attrs: with(pair_attrs(p), "window", w),
+                value: summary(
+                    p.quantiles[wi],
+                    p.totals.latency_count,
+                    p.totals.latency_sum_s,
+                ),
+                start_ns: p.start_ns,
+            });
+        }
+        for (wi, w) in WINDOW_LABELS.iter().enumerate() {
+            if let Some(a) = p.availability(wi) {
+                avail.push(with(pair_attrs(p), "window", w), a, 0);
+            }
+        }
+    }
+    out.extend([req, err, lat, avail]);
+    slo_families(&mut out, &pairs);
+
+    let mut oreq = Family::new(
+        "momentum.operation.requests",
+        "momentum_operation_requests_total",
+        "{request}",
+        Kind::Counter,
+        "Requests per operation.",
+    );
+    let mut oerr = Family::new(
+        "momentum.operation.errors",
+        "momentum_operation_errors_total",
+        "{request}",
+        Kind::Counter,
+        "Errors per operation.",
+    );
+    let mut olat = Family::new(
+        "momentum.operation.latency",
+        "momentum_operation_latency_seconds",
+        "s",
+        Kind::Summary,
+        "Latency per operation; quantiles over 5m.",
+    );
+    for (pi, op) in &ops {
+        let a = {
+            let mut a = pair_attrs(&pairs[*pi]);
+            a.push(("operation", op.operation.clone()));
+            a
+        };
+        oreq.push(a.clone(), op.totals.requests as f64, op.start_ns);
+        oerr.push(a.clone(), op.totals.errors as f64, op.start_ns);
+        olat.samples.push(Sample {
+            attrs: with(a, "window", "5m"),
+            value: summary(
+                op.quantiles,
+                op.totals.latency_count,
+                op.totals.latency_sum_s,
+            ),
+            start_ns: op.start_ns,
+        });
+    }
+    out.extend([oreq, oerr, olat]);
+
+    self_telemetry(&mut out, t, pairs.len(), ops.len());
+    out
+}
+
+fn slo_families(out: &mut Vec<Family>, pairs: &[PairView]) {
+    use crate::slo::{nearest_rank, OBJECTIVES, SEVERITIES};
+    let mut burn = Family::new(
+        "momentum.slo.burn_rate",
+        "momentum_slo_burn_rate",
+        "",
+        Kind::Gauge,
+        "Error budget burn rate over the window: (bad/requests)/(1 - target); 0 without requests.",
+    );
+    let mut budget = Family::new(
+        "momentum.slo.error_budget.remaining",
+        "momentum_slo_error_budget_remaining_ratio",
+        "1",
+        Kind::Gauge,
+        "Error budget remaining over the SLO window (1 = untouched; negative = overspent).",
+    );
+    let mut alert = Family::new(
+        "momentum.slo.alert",
+        "momentum_slo_alert",
+        "",
+        Kind::Gauge,
+        "1 while the multi-window multi-burn-rate alert fires.",
+    );
+    let mut alerts = Family::new(
+        "momentum.slo.alerts",
+        "momentum_slo_alerts_total",
+        "{alert}",
+        Kind::Counter,
+        "Alerts started.",
+    );
+    let mut incidents = Family::new(
+        "momentum.recovery.incidents",
+        "momentum_recovery_incidents_total",
+        "{incident}",
+        Kind::Counter,
+        "Incidents opened (a page alert starting while none is open).",
+    );
+    let mut open = Family::new(
+        "momentum.recovery.incident_open",
+        "momentum_recovery_incident_open",
+        "",
+        Kind::Gauge,
+        "1 while an incident is open.",
+    );
+    let mut ttr = Family::new(
+        "momentum.recovery.time_to_restore",
+        "momentum_recovery_time_to_restore_seconds",
+        "s",
+        Kind::Summary,
+        "Time to restore; quantiles over the delivery lookback, _sum/_count cumulative.",
+    );
+    for p in pairs {
+        let Some(slo) = &p.slo else { continue };
+        for (o, st) in slo.objectives.iter().zip(&slo.states) {
+            let oa = with(pair_attrs(p), "objective", OBJECTIVES[o.kind]);
+            for (wi, w) in WINDOW_LABELS.iter().enumerate() {
+                burn.push(with(oa.clone(), "window", w), st.burn[wi], 0);
+            }
+            budget.push(oa.clone(), st.budget_remaining, 0);
+            for (si, sev) in SEVERITIES.iter().enumerate() {
+                alert.push(
+                    with(oa.clone(), "severity", sev),
+                    if st.firing[si] { 1.0 } else { 0.0 },
+                    0,
+                );
+                alerts.push(
+                    with(oa.clone(), "severity", sev),
+                    st.started[si] as f64,
+                    p.start_ns,
+                );
+            }
+        }
+        incidents.push(pair_attrs(p), slo.incidents_total as f64, p.start_ns);
+        open.push(
+            pair_attrs(p),
+            if slo.incident.is_some() { 1.0 } else { 0.0 },
+            0,
+        );
+        let sorted = slo.restores_sorted();
+        let quantiles = [0.5, 0.9]
+            .iter()
+            .filter_map(|&q| nearest_rank(&sorted, q).map(|v| (q, v)))
+            .collect();
+        ttr.samples.push(Sample {
+            attrs: pair_attrs(p),
+            value: Value::Summary {
+                count: slo.ttr_count,
+                sum: slo.ttr_sum_s,
+                quantiles,
+            },
+            start_ns: p.start_ns,
+        });
+    }
+    out.extend([burn, budget, alert, alerts, incidents, open, ttr]);
+}
+
+/// Only the self-telemetry families (no service attributes): what momentum's own
+/// telemetry (`telemetry.otlp`) pushes.
+pub fn collect_self(t: &Telemetry) -> Vec<Family> {
+    let views = t.router.views();
+    let (pairs, ops) = merged(&views);
+    let mut out = Vec::with_capacity(16);
+    self_telemetry(&mut out, t, pairs.len(), ops.len());
+    out
+}
+
+fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize) {
+    let c = &t.shared.counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let start = t.started_ns;
+    let mut f = Family::new(
+        "momentum.receiver.accepted_spans",
+        "momentum_receiver_accepted_spans_total",
+        "{span}",
+        Kind::Counter,
+        "Spans accepted by the receivers.",
+    );
+    f.push(vec![("transport", s("grpc"))], get(&c.accepted_grpc), start);
+    f.push(vec![("transport", s("http"))], get(&c.accepted_http), start);
+    out.push(f);
+    let mut f = Family::new(
+        "momentum.receiver.refused_spans",
+        "momentum_receiver_refused_spans_total",
+        "{span}",
+        Kind::Counter,
+        "Spans refused, by reason (a request that cannot be decoded counts as one).",
+    );
+    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
+        f.push(
+            vec![("reason", s(r.label()))],
+            get(&t.refused.spans[i]),
+            start,
+        );
+    }
+    out.push(f);
+    let mut f = Family::new(
+        "momentum.receiver.refused_requests",
+        "momentum_receiver_refused_requests_total",
+        "{request}",
+        Kind::Counter,
+        "Export requests refused, by reason (all signals).",
+    );
+    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
+        f.push(
+            vec![("reason", s(r.label()))],
+            get(&t.refused.requests[i]),
+            start,
+        );
+    }
+    out.push(f);
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 9] = [
+        (
+            "momentum.receiver.sli_metric_points",
+            "momentum_receiver_sli_metric_points_total",
+            "{point}",
+            "Duration-histogram points used for metrics-derived SLIs.",
+            get(&c.sli_metric_points),
+        ),
+        (
+            "momentum.receiver.unusable_metric_points",
+            "momentum_receiver_unusable_metric_points_total",
+            "{point}",
+            "Duration-histogram points left out: their unit is not a duration.",
+            get(&c.unusable_metric_points),
+        ),
+        (
+            "momentum.pipeline.late_metric_points",
+            "momentum_pipeline_late_metric_points_total",
+            "{point}",
+            "Duration-histogram points behind the watermark.",
+            get(&c.late_metric_points),
+        ),
+        (
+            "momentum.pipeline.invalid_metric_points",
+            "momentum_pipeline_invalid_metric_points_total",
+            "{point}",
+            "Duration-histogram points in the future or before their start time.",
+            get(&c.invalid_metric_points),
+        ),
+        (
+            "momentum.receiver.accepted_metric_points",
+            "momentum_receiver_accepted_metric_points_total",
+            "{point}",
+            "Metric data points accepted.",
+            get(&c.accepted_metric_points),
+        ),
+        (
+            "momentum.receiver.accepted_log_records",
+            "momentum_receiver_accepted_log_records_total",
+            "{record}",
+            "Log records accepted.",
+            get(&c.accepted_log_records),
+        ),
+        (
+            "momentum.pipeline.processed_spans",
+            "momentum_pipeline_processed_spans_total",
+            "{span}",
+            "Spans aggregated by the shards.",
+            get(&c.processed),
+        ),
+        (
+            "momentum.pipeline.late_spans",
+            "momentum_pipeline_late_spans_total",
+            "{span}",
+            "Spans that fell in closed buckets (behind the watermark).",
+            get(&c.late),
+        ),
+        (
+            "momentum.pipeline.invalid_spans",
+            "momentum_pipeline_invalid_spans_total",
+            "{span}",
+            "Spans invalid on receipt (end before start, or too far in the future).",
+            get(&c.invalid),
+        ),
+    ];
+    for (otlp, prom, unit, help, v) in simple {
+        let mut f = Family::new(otlp, prom, unit, Kind::Counter, help);
+        f.push(vec![], v, start);
+        out.push(f);
+    }
+    let mut f = Family::new(
+        "momentum.pipeline.queue_depth",
+        "momentum_pipeline_queue_depth",
+        "By",
+        Kind::Gauge,
+        "Bytes waiting in shard queues.",
+    );
+    f.push(vec![], t.router.queued_bytes() as f64, 0);
+    out.push(f);
+    let mut f = Family::new(
+        "momentum.series.active",
+        "momentum_series_active",
+        "{series}",
+        Kind::Gauge,
+        "Series exported, by kind.",
+    );
+    f.push(vec![("kind", s("service"))], pairs as f64, 0);
+    f.push(vec![("kind", s("operation"))], ops as f64, 0);
+    out.push(f);
+    let mut f = Family::new(
+        "momentum.series.overflow",
+        "momentum_series_overflow_total",
+        "{item}",
+        Kind::Counter,
+        "Items folded into an __overflow__ series, by kind.",
+    );
+    f.push(
+        vec![("kind", s("service"))],
+        get(&c.overflow_service),
+        start,
+    );
+    f.push(
+        vec![("kind", s("operation"))],
+        get(&c.overflow_operation),
+        start,
+    );
+    out.push(f);
+    exporters(out, t);
+}
+
+fn exporters(out: &mut Vec<Family>, t: &Telemetry) {
+    if t.exporters.is_empty() {
+        return;
+    }
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let mut sent = Family::new(
+        "momentum.exporter.sent",
+        "momentum_exporter_sent_total",
+        "{item}",
+        Kind::Counter,
+        "Items (data points, samples, spans, records) delivered, by exporter.",
+    );
+    let mut failed = Family::new(
+        "momentum.exporter.failed",
+        "momentum_exporter_failed_total",
+        "{item}",
+        Kind::Counter,
+        "Items given up on (permanent error or retries exhausted), by exporter.",
+    );
+    let mut retried = Family::new(
+        "momentum.exporter.retried",
+        "momentum_exporter_retried_total",
+        "{request}",
+        Kind::Counter,
+        "Export attempts retried after a retryable error, by exporter.",
+    );
+    let mut depth = Family::new(
+        "momentum.exporter.queue_depth",
+        "momentum_exporter_queue_depth",
+        "{request}",
+        Kind::Gauge,
+        "Requests waiting in an exporter's queue (queued or in flight), by exporter.",
+    );
+    let mut bytes = Family::new(
+        "momentum.exporter.queue_bytes",
+        "momentum_exporter_queue_bytes",
+        "By",
+        Kind::Gauge,
+        "Bytes of the requests waiting in an exporter's queue, by exporter.",
+    );
+    let mut corrupt = Family::new(
+        "momentum.exporter.queue_corrupt",
+        "momentum_exporter_queue_corrupt_total",
+        "{entry}",
+        Kind::Counter,
+        "Queue entries found truncated or corrupt on disk at start and skipped, by exporter.",
+    );
+    for e in &t.exporters {
+        let label = || vec![("exporter", s(e.name))];
+        sent.push(label(), get(&e.sent), t.started_ns);
+        failed.push(label(), get(&e.failed), t.started_ns);
+        retried.push(label(), get(&e.retried), t.started_ns);
+        if e.queued {
+            depth.push(label(), get(&e.queue_depth), 0);
+            bytes.push(label(), get(&e.queue_bytes), 0);
+            corrupt.push(label(), get(&e.corrupt), t.started_ns);
+        }
+    }
+    out.extend([sent, failed, retried]);
+    if t.exporters.iter().any(|e| e.queued) {
+        out.extend([depth, bytes, corrupt]);
+    }
+}

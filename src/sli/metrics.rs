@@ -1,0 +1,459 @@
+//! SLIs from metrics (SPEC §5): `http.server.request.duration` and `rpc.server.duration`
+//! histograms (explicit-bucket or exponential, delta or cumulative) give a pair
+//! requests, errors and latency-good counts. The receiver extracts points per pair
+//! ([`extract`]); the shard turns cumulative streams into deltas ([`Streams`]).
+
+use std::hash::Hasher;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporality};
+use rustc_hash::{FxHashMap, FxHasher};
+
+use super::classify::{grpc_code_is_error, is_error};
+use crate::model::{rpc_code, status};
+use crate::pipeline::pair_hash;
+
+/// The metric names that carry server request durations.
+pub const HTTP_METRIC: &str = "http.server.request.duration";
+/// The RPC one (milliseconds by convention).
+pub const RPC_METRIC: &str = "rpc.server.duration";
+
+/// One histogram point reduced to what the SLIs need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricPoint {
+    /// identity of the stream (resource, metric, point attributes)
+    pub stream: u64,
+    /// start_time_unix_nano
+    pub start_ns: u64,
+    /// time_unix_nano (the point's event time)
+    pub time_ns: u64,
+    /// count (cumulative or delta per `cumulative`)
+    pub count: u64,
+    /// requests at or under the latency threshold (same temporality)
+    pub good: u64,
+    /// the point's attributes make every request of it an error
+    pub error: bool,
+    /// cumulative temporality
+    pub cumulative: bool,
+}
+
+/// The points of one pair.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairPoints {
+    /// service.namespace
+    pub namespace: String,
+    /// service.name
+    pub name: String,
+    /// environment
+    pub environment: String,
+    /// pair hash (as the router computes it)
+    pub hash: u64,
+    /// points
+    pub points: Vec<MetricPoint>,
+}
+
+fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    })
+}
+
+fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    attrs.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::IntValue(i) => Some(*i),
+            Value::StringValue(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Whether a point's attributes make it an error (the span rules with status unset, plus
+/// `error.type` set).
+pub fn point_is_error(attrs: &[KeyValue]) -> bool {
+    if attrs.iter().any(|kv| kv.key == "error.type") {
+        return true;
+    }
+    let http = int_attr(attrs, "http.response.status_code")
+        .or_else(|| int_attr(attrs, "http.status_code"))
+        .filter(|c| (100..=999).contains(c))
+        .unwrap_or(0) as u16;
+    let grpc = int_attr(attrs, "rpc.grpc.status_code")
+        .filter(|c| (0..=16).contains(c))
+        .map_or(255, |c| c as u8);
+    let rpc = match str_attr(attrs, "rpc.status_code") {
+        None => rpc_code::ABSENT,
+        Some("UNKNOWN") => rpc_code::UNKNOWN,
+        Some("DEADLINE_EXCEEDED") => rpc_code::DEADLINE_EXCEEDED,
+        Some("UNIMPLEMENTED") => rpc_code::UNIMPLEMENTED,
+        Some("INTERNAL") => rpc_code::INTERNAL,
+        Some("UNAVAILABLE") => rpc_code::UNAVAILABLE,
+        Some("DATA_LOSS") => rpc_code::DATA_LOSS,
+        Some(_) => rpc_code::OTHER,
+    };
+    let _ = grpc_code_is_error;
+    is_error(status::UNSET, http, grpc, rpc)
+}
+
+/// Seconds per unit of a duration metric (None: not a duration unit we know).
+pub fn unit_seconds(unit: &str, metric: &str) -> Option<f64> {
+    match unit {
+        "s" => Some(1.0),
+        "ms" => Some(1e-3),
+        "us" | "µs" => Some(1e-6),
+        "ns" => Some(1e-9),
+        "" if metric == RPC_METRIC => Some(1e-3),
+        "" => Some(1.0),
+        _ => None,
+    }
+}
+
+fn stream_hash(resource: u64, metric: &str, attrs: &[KeyValue]) -> u64 {
+    let mut keys: Vec<(&str, String)> = attrs
+        .iter()
+        .map(|kv| (kv.key.as_str(), format!("{:?}", kv.value)))
+        .collect();
+    keys.sort();
+    let mut h = FxHasher::default();
+    h.write_u64(resource);
+    h.write(metric.as_bytes());
+    for (k, v) in keys {
+        h.write(k.as_bytes());
+        h.write_u8(0);
+        h.write(v.as_bytes());
+        h.write_u8(0);
+    }
+    h.finish()
+}
+
+/// Extracts the duration-histogram points of a request, grouped per pair.
+/// `threshold_s(service, environment)` gives the latency objective's threshold (s).
+/// Returns the pairs and the number of points it could not use (unknown unit).
+pub fn extract(
+    req: &ExportMetricsServiceRequest,
+    threshold_s: impl Fn(&str, &str) -> Option<f64>,
+) -> (Vec<PairPoints>, u64) {
+    let mut out: Vec<PairPoints> = Vec::new();
+    let mut unusable = 0u64;
+    for rm in &req.resource_metrics {
+        let rattrs = rm
+            .resource
+            .as_ref()
+            .map(|r| &r.attributes[..])
+            .unwrap_or(&[]);
+        let namespace = str_attr(rattrs, "service.namespace")
+            .unwrap_or("")
+            .to_string();
+        let name = str_attr(rattrs, "service.name").unwrap_or("").to_string();
+        let environment = str_attr(rattrs, "deployment.environment.name")
+            .filter(|s| !s.is_empty())
+            .or_else(|| str_attr(rattrs, "deployment.environment"))
+            .unwrap_or("")
+            .to_string();
+        let service = crate::pipeline::shard::service_name(namespace.as_bytes(), name.as_bytes());
+        let threshold = threshold_s(&service, &environment);
+        let rhash = stream_hash(0, "", rattrs);
+        let mut points = Vec::new();
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                if m.name != HTTP_METRIC && m.name != RPC_METRIC {
+                    continue;
+                }
+                let Some(scale) = unit_seconds(&m.unit, &m.name) else {
+                    unusable += 1;
+                    continue;
+                };
+                match &m.data {
+                    Some(Data::Histogram(hist)) => {
+                        let cumulative = hist.aggregation_temporality
+                            == AggregationTemporality::Cumulative as i32;
+                        for p in &hist.data_points {
+                            let good = threshold.map_or(0, |th| {
+                                p.explicit_bounds
+                                    .iter()
+                                    .zip(&p.bucket_counts)
+                                    .take_while(|(b, _)| **b * scale <= th + 1e-12)
+                                    .map(|(_, c)| *c)
+                                    .sum()
+                            });
+                            points.push(MetricPoint {
+                                stream: stream_hash(rhash, &m.name, &p.attributes),
+                                start_ns: p.start_time_unix_nano,
+                                time_ns: p.time_unix_nano,
+                                count: p.count,
+                                good,
+                                error: point_is_error(&p.attributes),
+                                cumulative,
+                            });
+                        }
+                    }
+                    Some(Data::ExponentialHistogram(hist)) => {
+                        let cumulative = hist.aggregation_temporality
+                            == AggregationTemporality::Cumulative as i32;
+                        for p in &hist.data_points {
+                            let good = threshold.map_or(0, |th| {
+                                let base = 2f64.powf(2f64.powi(-p.scale));
+                                let mut g = p.zero_count;
+                                if let Some(pos) = &p.positive {
+                                    for (i, c) in pos.bucket_counts.iter().enumerate() {
+                                        let upper = base.powi(pos.offset + i as i32 + 1) * scale;
+                                        if upper <= th * (1.0 + 1e-12) {
+                                            g += c;
+                                        }
+                                    }
+                                }
+                                g
+                            });
+                            points.push(MetricPoint {
+                                stream: stream_hash(rhash, &m.name, &p.attributes),
+                                start_ns: p.start_time_unix_nano,
+                                time_ns: p.time_unix_nano,
+                                count: p.count,
+                                good,
+                                error: point_is_error(&p.attributes),
+                                cumulative,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        let hash = pair_hash(
+            namespace.as_bytes(),
+            name.as_bytes(),
+            environment.as_bytes(),
+        );
+        match out.iter_mut().find(|pp| {
+            pp.hash == hash
+                && pp.name == name
+                && pp.namespace == namespace
+                && pp.environment == environment
+        }) {
+            Some(pp) => pp.points.extend(points),
+            None => out.push(PairPoints {
+                namespace,
+                name,
+                environment,
+                hash,
+                points,
+            }),
+        }
+    }
+    (out, unusable)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct StreamState {
+    start_ns: u64,
+    count: u64,
+    good: u64,
+}
+
+/// Cumulative → delta state of the streams of one shard.
+#[derive(Debug, Default)]
+pub struct Streams {
+    map: FxHashMap<u64, StreamState>,
+}
+
+impl Streams {
+    /// Number of streams held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no stream is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether the stream is known.
+    pub fn contains(&self, stream: u64) -> bool {
+        self.map.contains_key(&stream)
+    }
+
+    /// The (requests, good) a point adds. Delta points add themselves. A cumulative
+    /// stream's first point counts in full when it started at or after `process_start`,
+    /// else it only sets the baseline; a newer start time or a lower count is a reset
+    /// (the point counts in full).
+    pub fn delta(&mut self, p: &MetricPoint, process_start: u64) -> (u64, u64) {
+        if !p.cumulative {
+            return (p.count, p.good);
+        }
+        let now = StreamState {
+            start_ns: p.start_ns,
+            count: p.count,
+            good: p.good,
+        };
+        match self.map.insert(p.stream, now) {
+            None if p.start_ns >= process_start => (p.count, p.good),
+            None => (0, 0),
+            Some(prev) if p.start_ns > prev.start_ns || p.count < prev.count => (p.count, p.good),
+            Some(prev) if p.start_ns < prev.start_ns => {
+                // An older point of a stream that already restarted: ignore it.
+                self.map.insert(p.stream, prev);
+                (0, 0)
+            }
+            Some(prev) => (p.count - prev.count, p.good.saturating_sub(prev.good)),
+        }
+    }
+
+    /// Forgets a stream.
+    pub fn remove(&mut self, stream: u64) {
+        self.map.remove(&stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(start: u64, count: u64) -> MetricPoint {
+        MetricPoint {
+            stream: 7,
+            start_ns: start,
+            time_ns: start + 10,
+            count,
+            good: count / 2,
+            error: false,
+            cumulative: true,
+        }
+    }
+
+    #[test]
+    fn cumulative_first_point_baseline_and_resets() {
+        let mut s = Streams::default();
+        // Started before the process: baseline only.
+        assert_eq!(s.delta(&pt(50, 100), 100), (0, 0));
+        assert_eq!(s.delta(&pt(50, 130), 100), (30, 15));
+        // Lower count: reset, counts in full.
+        assert_eq!(s.delta(&pt(50, 4), 100), (4, 2));
+        // Newer start time: reset.
+        assert_eq!(s.delta(&pt(200, 10), 100), (10, 5));
+        assert_eq!(s.delta(&pt(200, 10), 100), (0, 0));
+        // A new stream started after the process: counts in full.
+        let mut p = pt(150, 6);
+        p.stream = 8;
+        assert_eq!(s.delta(&p, 100), (6, 3));
+        // Delta points add themselves.
+        p.cumulative = false;
+        assert_eq!(s.delta(&p, 100), (6, 3));
+    }
+
+    #[test]
+    fn latency_good_uses_the_bounds_at_or_under_the_threshold_with_units() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            exponential_histogram_data_point::Buckets, ExponentialHistogram,
+            ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+            ScopeMetrics,
+        };
+        let hist = |name: &str, unit: &str, bounds: Vec<f64>, counts: Vec<u64>| Metric {
+            name: name.into(),
+            unit: unit.into(),
+            data: Some(Data::Histogram(Histogram {
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                data_points: vec![HistogramDataPoint {
+                    count: counts.iter().sum(),
+                    explicit_bounds: bounds,
+                    bucket_counts: counts,
+                    time_unix_nano: 10,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        // base 2 (scale 0): bucket i holds (2^i, 2^(i+1)]; offset -3 → (1/8,1/4], (1/4,1/2]…
+        let exp = Metric {
+            name: HTTP_METRIC.into(),
+            unit: "s".into(),
+            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                data_points: vec![ExponentialHistogramDataPoint {
+                    count: 12,
+                    zero_count: 1,
+                    scale: 0,
+                    positive: Some(Buckets {
+                        offset: -3,
+                        bucket_counts: vec![2, 4, 5],
+                    }),
+                    time_unix_nano: 10,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        // seconds; 0.3 is not a bound: the next lower bound 0.25 is used
+                        hist(HTTP_METRIC, "s", vec![0.1, 0.25, 0.5], vec![3, 4, 5, 6]),
+                        // rpc in ms: bounds 100, 300 (= 0.3 s, inclusive), 1000
+                        hist(
+                            RPC_METRIC,
+                            "ms",
+                            vec![100.0, 300.0, 1000.0],
+                            vec![1, 2, 3, 4],
+                        ),
+                        exp,
+                        hist("http.client.request.duration", "s", vec![1.0], vec![1, 1]),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (pairs, unusable) = extract(&req, |_, _| Some(0.3));
+        assert_eq!(unusable, 0);
+        let pts = &pairs[0].points;
+        assert_eq!(pts.len(), 3, "client histograms are not server requests");
+        assert_eq!((pts[0].count, pts[0].good), (18, 7));
+        assert_eq!((pts[1].count, pts[1].good), (10, 3));
+        // zero bucket 1 + (1/8,1/4] 2; (1/4,1/2] crosses 0.3 and is left out
+        assert_eq!((pts[2].count, pts[2].good), (12, 3));
+    }
+
+    #[test]
+    fn error_rules_on_point_attributes() {
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        assert!(point_is_error(&[kv(
+            "http.response.status_code",
+            Value::IntValue(503)
+        )]));
+        assert!(!point_is_error(&[kv(
+            "http.response.status_code",
+            Value::IntValue(404)
+        )]));
+        assert!(point_is_error(&[kv(
+            "rpc.grpc.status_code",
+            Value::IntValue(14)
+        )]));
+        assert!(!point_is_error(&[kv(
+            "rpc.grpc.status_code",
+            Value::IntValue(5)
+        )]));
+        assert!(point_is_error(&[kv(
+            "rpc.status_code",
+            Value::StringValue("INTERNAL".into())
+        )]));
+        assert!(point_is_error(&[kv(
+            "error.type",
+            Value::StringValue("timeout".into())
+        )]));
+        assert!(!point_is_error(&[]));
+        assert_eq!(unit_seconds("", RPC_METRIC), Some(1e-3));
+        assert_eq!(unit_seconds("ms", HTTP_METRIC), Some(1e-3));
+        assert_eq!(unit_seconds("By", HTTP_METRIC), None);
+    }
+}
