@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::export::otlp::OtlpPush;
 use crate::export::own_telemetry::OwnTelemetry;
 use crate::export::push::BuildError;
@@ -44,6 +45,9 @@ pub enum StartError {
         /// why
         source: std::io::Error,
     },
+    /// the forward exporter could not start
+    #[error("{0}")]
+    Forward(#[from] ForwardStartError),
 }
 
 /// A running processor.
@@ -65,6 +69,7 @@ pub struct App {
     export_stop: watch::Sender<bool>,
     exporters: Vec<JoinHandle<()>>,
     own_telemetry: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    forward: Option<ForwardHandle>,
     shutdown_timeout: Duration,
 }
 
@@ -100,6 +105,16 @@ impl App {
         let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
         let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
         let adm = bind("admin", config.admin.endpoint).await?;
+        let (forwarder, forward, forward_stats) = match &config.exporters.otlp {
+            Some(o) => {
+                let stats = ExporterStats::with_queue(forward::EXPORTER);
+                match Forwarder::start(o, stats.clone())? {
+                    Some((f, h)) => (Some(f), Some(h), Some(stats)),
+                    None => (None, None, None),
+                }
+            }
+            None => (None, None, None),
+        };
         let (router, shards) = Router::start(
             n,
             set.clone(),
@@ -113,6 +128,7 @@ impl App {
             set.clone(),
             shared.clone(),
             refused.clone(),
+            forwarder,
         ));
         let ready = Arc::new(AtomicBool::new(false));
         let exp = &config.exporters;
@@ -126,7 +142,7 @@ impl App {
             shared: shared.clone(),
             refused,
             started_ns: shared.clock.now_ns(),
-            exporters: [&otlp_stats, &rw_stats]
+            exporters: [&otlp_stats, &rw_stats, &forward_stats]
                 .into_iter()
                 .flatten()
                 .cloned()
@@ -187,16 +203,19 @@ impl App {
             export_stop,
             exporters,
             own_telemetry,
+            forward,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
     /// and close every open bucket, push once more to every exporter, flush momentum's own
-    /// telemetry — all within `shutdown_timeout`.
+    /// telemetry — all within `shutdown_timeout` — then give the forward queue what is left
+    /// of it to drain (what remains stays on disk with `queue.dir`).
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
+        let started = std::time::Instant::now();
         let deadline = self.shutdown_timeout;
         let work = async {
             for s in self.servers {
@@ -217,6 +236,9 @@ impl App {
         };
         if tokio::time::timeout(deadline, work).await.is_err() {
             tracing::warn!("shutdown_timeout passed before everything drained");
+        }
+        if let Some(f) = self.forward {
+            f.shutdown(started + deadline).await;
         }
     }
 }

@@ -20,7 +20,9 @@
 //! - [`delivery`]: deployments, rollbacks, change failure, lead time, pipelines.
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
 //! - [`export`]: the neutral family model and its renderers: Prometheus exposition,
-//!   remote write, OTLP metrics push, and momentum's own telemetry over OTLP.
+//!   remote write, OTLP metrics push, and momentum's own telemetry over OTLP; forwarding
+//!   of the original requests to the next hop (`export::forward`: admission, disk queue,
+//!   retries).
 //! - [`admin`]: `/metrics`, health, and the JSON API.
 //! - [`archive`]: the Parquet archive of closed windows.
 //! - [`app`]: wiring and graceful shutdown.

@@ -28,7 +28,9 @@ pub struct Telemetry {
 /// Items are what the exporter ships: OTLP data points, remote-write samples, forwarded
 /// spans/points/records. A push that is given up on counts its items as failed; the
 /// next push of cumulative values carries them again, so nothing is double counted.
-#[derive(Debug)]
+/// An exporter with a queue (`forward`) also reports its depth, bytes and the entries
+/// found corrupt when it read its queue back from disk.
+#[derive(Debug, Default)]
 pub struct ExporterStats {
     /// the `exporter` label value (`otlp`, `remote_write`, `forward`)
     pub name: &'static str,
@@ -38,6 +40,14 @@ pub struct ExporterStats {
     pub failed: AtomicU64,
     /// attempts retried after a retryable error
     pub retried: AtomicU64,
+    /// whether this exporter has a queue (the `momentum_exporter_queue_*` families)
+    pub queued: bool,
+    /// requests waiting (queued or in flight)
+    pub queue_depth: AtomicU64,
+    /// bytes of the requests waiting
+    pub queue_bytes: AtomicU64,
+    /// queue entries found truncated or corrupt when read back from disk, and skipped
+    pub corrupt: AtomicU64,
 }
 
 impl ExporterStats {
@@ -45,9 +55,16 @@ impl ExporterStats {
     pub fn new(name: &'static str) -> Arc<ExporterStats> {
         Arc::new(ExporterStats {
             name,
-            sent: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            retried: AtomicU64::new(0),
+            ..Default::default()
+        })
+    }
+
+    /// Zeroed counters for the exporter `name`, which has a queue.
+    pub fn with_queue(name: &'static str) -> Arc<ExporterStats> {
+        Arc::new(ExporterStats {
+            name,
+            queued: true,
+            ..Default::default()
         })
     }
 }

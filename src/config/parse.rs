@@ -441,7 +441,18 @@ impl Parser {
                     let d = QueueConfig::default();
                     QueueConfig {
                         max_mib: p.or(f, "max_mib", d.max_mib),
-                        dir: p.or(f, "dir", d.dir),
+                        // `dir: null` asks for a queue in memory only.
+                        dir: match f.take("dir") {
+                            None => d.dir,
+                            Some(Value::Null) => None,
+                            Some(v) => match PathBuf::from_value(v) {
+                                Ok(dir) => Some(dir),
+                                Err(message) => {
+                                    p.error(f.path("dir"), message);
+                                    d.dir
+                                }
+                            },
+                        },
                     }
                 })
                 .unwrap_or_default(),

@@ -415,15 +415,16 @@ pub enum Signal {
 pub struct QueueConfig {
     /// Largest queue size in MiB; beyond it new data is refused with backpressure.
     pub max_mib: u64,
-    /// Directory the queue persists to.
-    pub dir: PathBuf,
+    /// Directory the queue persists to (left out: `./data/queue`); `None` (`dir: null`)
+    /// keeps the queue in memory only, so it does not survive a restart.
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             max_mib: 1024,
-            dir: PathBuf::from("./data/queue"),
+            dir: Some(PathBuf::from("./data/queue")),
         }
     }
 }

@@ -304,6 +304,20 @@ telemetry:
             .otlp
             .is_some_and(|o| o.forward.is_empty())
     );
+    // `dir: null` keeps the forward queue in memory; a path moves it.
+    let queue_dir = |yaml: &str| parse_ok(yaml).exporters.otlp.and_then(|o| o.queue.dir);
+    assert_eq!(
+        queue_dir("exporters: { otlp: { endpoint: http://c:4317, queue: { dir: null } } }"),
+        None
+    );
+    assert_eq!(
+        queue_dir("exporters: { otlp: { endpoint: http://c:4317, queue: { dir: /q } } }"),
+        Some(std::path::PathBuf::from("/q"))
+    );
+    assert_eq!(
+        errors_of("exporters: { otlp: { endpoint: http://c:4317, queue: { dir: 3 } } }"),
+        ["exporters.otlp.queue.dir: expected a path, found 3"]
+    );
 }
 
 #[test]

@@ -644,11 +644,40 @@ fn exporters(out: &mut Vec<Family>, t: &Telemetry) {
         Kind::Counter,
         "Export attempts retried after a retryable error, by exporter.",
     );
+    let mut depth = Family::new(
+        "momentum.exporter.queue_depth",
+        "momentum_exporter_queue_depth",
+        "{request}",
+        Kind::Gauge,
+        "Requests waiting in an exporter's queue (queued or in flight), by exporter.",
+    );
+    let mut bytes = Family::new(
+        "momentum.exporter.queue_bytes",
+        "momentum_exporter_queue_bytes",
+        "By",
+        Kind::Gauge,
+        "Bytes of the requests waiting in an exporter's queue, by exporter.",
+    );
+    let mut corrupt = Family::new(
+        "momentum.exporter.queue_corrupt",
+        "momentum_exporter_queue_corrupt_total",
+        "{entry}",
+        Kind::Counter,
+        "Queue entries found truncated or corrupt on disk at start and skipped, by exporter.",
+    );
     for e in &t.exporters {
         let label = || vec![("exporter", s(e.name))];
         sent.push(label(), get(&e.sent), t.started_ns);
         failed.push(label(), get(&e.failed), t.started_ns);
         retried.push(label(), get(&e.retried), t.started_ns);
+        if e.queued {
+            depth.push(label(), get(&e.queue_depth), 0);
+            bytes.push(label(), get(&e.queue_bytes), 0);
+            corrupt.push(label(), get(&e.corrupt), t.started_ns);
+        }
     }
     out.extend([sent, failed, retried]);
+    if t.exporters.iter().any(|e| e.queued) {
+        out.extend([depth, bytes, corrupt]);
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::export::forward::{Forwarder, QueueFull, Reservation};
 use crate::model::flags;
 use crate::pipeline::router::{Refusal, Router};
 use crate::pipeline::{Counters, Settings, Shared};
@@ -123,15 +124,18 @@ pub struct Receiver {
     opts: DecodeOptions,
     /// refusals
     pub refused: Arc<RefusalCounters>,
+    /// the forward queue, when `exporters.otlp.forward` lists any signal
+    forward: Option<Arc<Forwarder>>,
 }
 
 impl Receiver {
-    /// A receiver feeding `router`.
+    /// A receiver feeding `router` and, for the signals it forwards, `forward`.
     pub fn new(
         router: Arc<Router>,
         set: Arc<Settings>,
         shared: Arc<Shared>,
         refused: Arc<RefusalCounters>,
+        forward: Option<Arc<Forwarder>>,
     ) -> Self {
         let c = &set.config;
         Receiver {
@@ -143,11 +147,13 @@ impl Receiver {
             set,
             shared,
             refused,
+            forward,
         }
     }
 
-    /// Counts a refusal: `spans` when known, else the request counts as one span (its
-    /// span count cannot be known when it does not decode).
+    /// Counts a refusal: `spans` when known (0 for a metrics or logs request), else the
+    /// request counts as one span (its span count cannot be known when it does not
+    /// decode).
     pub fn count_refused(&self, reason: Reason, spans: Option<u64>) {
         let i = REASONS.iter().position(|&r| r == reason).unwrap_or(0);
         Counters::add(&self.refused.spans[i], spans.unwrap_or(1));
@@ -177,7 +183,33 @@ impl Receiver {
         }
     }
 
+    /// Reserves room for `body` in the forward queue when `signal` is forwarded: the
+    /// first half of all-or-nothing admission (SPEC §3). A refusal is counted here as
+    /// backpressure with `spans` spans.
+    fn reserve_forward(
+        &self,
+        signal: Signal,
+        body: &Bytes,
+        spans: u64,
+    ) -> Result<Option<Reservation<'_>>, Refused> {
+        let Some(f) = self.forward.as_deref().filter(|f| f.forwards(signal)) else {
+            return Ok(None);
+        };
+        match f.reserve(signal, body.len()) {
+            Ok(r) => Ok(Some(r)),
+            Err(QueueFull) => {
+                self.count_refused(Reason::Backpressure, Some(spans));
+                Err(Refused::new(
+                    Reason::Backpressure,
+                    "forward queue full: retry later",
+                ))
+            }
+        }
+    }
+
     fn traces(&self, body: Bytes, transport: Transport) -> Result<Accepted, Refused> {
+        // The original bytes, for forwarding (a reference count, not a copy).
+        let raw = body.clone();
         let mut batch = match decode_traces(body, &self.opts) {
             Ok(b) => b,
             Err(e) => {
@@ -194,11 +226,18 @@ impl Receiver {
         let invalid = backwards + future;
         let n = batch.spans.len() as u64;
         if n == 0 {
+            // Nothing in it to analyse or forward.
             self.shared.fleet.observe(now, 0);
             return Ok(Accepted::default());
         }
+        // Forward queue first, then the shard queues; a refusal by the router drops the
+        // reservation, which releases it: nothing is enqueued anywhere.
+        let reservation = self.reserve_forward(Signal::Traces, &raw, n)?;
         match self.router.submit_traces(batch) {
             Ok(()) => {
+                if let Some(r) = reservation {
+                    r.commit(raw, n);
+                }
                 self.shared.fleet.observe(now, 0);
                 let c = &self.shared.counters;
                 Counters::add(
@@ -239,7 +278,7 @@ impl Receiver {
     fn metrics(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-        let req = ExportMetricsServiceRequest::decode(body).map_err(|e| {
+        let req = ExportMetricsServiceRequest::decode(body.clone()).map_err(|e| {
             self.count_refused(Reason::Decode, None);
             Refused::new(
                 Reason::Decode,
@@ -269,6 +308,12 @@ impl Receiver {
                 .map(|l| l.threshold.as_secs_f64())
         });
         let used: u64 = pairs.iter().map(|p| p.points.len() as u64).sum();
+        // Forward queue first, then the shard queues (SPEC §3: all or nothing).
+        let reservation = if points > 0 {
+            self.reserve_forward(Signal::Metrics, &body, 0)?
+        } else {
+            None
+        };
         if !pairs.is_empty() {
             if let Err(r) = self.router.submit_metrics(pairs) {
                 let reason = match r {
@@ -278,6 +323,9 @@ impl Receiver {
                 self.count_refused(reason, Some(0));
                 return Err(Refused::new(reason, format!("{r}: retry later")));
             }
+        }
+        if let Some(r) = reservation {
+            r.commit(body, points);
         }
         self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
         let c = &self.shared.counters;
@@ -289,7 +337,7 @@ impl Receiver {
 
     fn logs(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
         use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-        let req = ExportLogsServiceRequest::decode(body).map_err(|e| {
+        let req = ExportLogsServiceRequest::decode(body.clone()).map_err(|e| {
             self.count_refused(Reason::Decode, None);
             Refused::new(
                 Reason::Decode,
@@ -302,6 +350,11 @@ impl Receiver {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len())
             .sum();
+        if n > 0 {
+            if let Some(r) = self.reserve_forward(Signal::Logs, &body, 0)? {
+                r.commit(body, n as u64);
+            }
+        }
         Counters::add(&self.shared.counters.accepted_log_records, n as u64);
         Ok(Accepted::default())
     }
