@@ -74,6 +74,10 @@ pub struct DeliveryView {
     pub rollbacks: u64,
     /// pipelines
     pub pipelines: Vec<PipelineView>,
+    /// the momentum index components (absent ones None)
+    pub components: crate::delivery::index::Components,
+    /// the momentum index, 0–100 (None when every component is absent)
+    pub index: Option<f64>,
 }
 
 /// One CI/CD pipeline of a pair.

@@ -224,7 +224,7 @@ fn two_days_of_delivery_history() {
     let mut t = T0;
     let mut k = 0;
     while t < end {
-        let canary = t >= T0 + 6 * HOUR && t < T0 + 6 * HOUR + 40 * MIN;
+        let canary = (T0 + 6 * HOUR..T0 + 6 * HOUR + 40 * MIN).contains(&t);
         let v = if t < T0 + 6 * HOUR || (canary && k % 2 == 0) {
             "1"
         } else {
@@ -248,7 +248,7 @@ fn two_days_of_delivery_history() {
     // v3 at T0+30h followed by a 15-minute outage 10 minutes later.
     let mut t = T0;
     while t < end {
-        let v = if t >= T0 + 8 * HOUR && t < T0 + 8 * HOUR + 20 * MIN {
+        let v = if (T0 + 8 * HOUR..T0 + 8 * HOUR + 20 * MIN).contains(&t) {
             "2"
         } else if t >= T0 + 30 * HOUR {
             "3"
@@ -256,7 +256,7 @@ fn two_days_of_delivery_history() {
             "1"
         };
         let mut s = req(t, "cart", v);
-        s.err = t >= T0 + 30 * HOUR + 10 * MIN && t < T0 + 30 * HOUR + 25 * MIN;
+        s.err = (T0 + 30 * HOUR + 10 * MIN..T0 + 30 * HOUR + 25 * MIN).contains(&t);
         spans.push(s);
         t += MIN;
     }
@@ -355,4 +355,46 @@ fn two_days_of_delivery_history() {
     // Decided: v2 failed, the rollback succeeded, v3 failed.
     assert_eq!(cart.delivery.decided, [1, 2]);
     assert_eq!(cart.delivery.change_failure, Some(2.0 / 3.0));
+
+    // The momentum index from the SPEC's anchor table, computed here.
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+    let c = &api.delivery.components;
+    // api: ~1.5 deploys/day (above the 1/day anchor: 1.0), median lead time 1h (1.0),
+    // no failed deployment (1.0), no incident (absent), budget untouched (1.0).
+    assert!(
+        close(c.throughput, 1.0) && close(c.lead_time, 1.0) && close(c.stability, 1.0),
+        "{c:?}"
+    );
+    assert_eq!(c.recovery, None);
+    assert!(close(c.reliability, 1.0));
+    assert!(close(api.delivery.index, 100.0));
+    // cart: CFR 2/3 lies between the anchors 0.64 → 0.25 and 1.0 → 0.
+    let c = &cart.delivery.components;
+    let stability = 0.25 * (1.0 - (2.0 / 3.0 - 0.64) / (1.0 - 0.64));
+    assert!(close(c.stability, stability), "{c:?}");
+    let ttr = {
+        let opened = run.events("cart", "incident_open")[0].0;
+        let resolved = run.events("cart", "incident_resolved")[0].0;
+        (resolved - opened) as f64 / 1e9
+    };
+    assert!(ttr < 3600.0, "restored within the hour: recovery 1.0");
+    assert!(close(c.recovery, 1.0));
+    assert!(close(c.reliability, 0.0), "budget overspent, clamped at 0");
+    assert_eq!(c.lead_time, None, "no pipeline matched cart's versions");
+    assert!(close(c.throughput, 1.0));
+    assert!(close(
+        cart.delivery.index,
+        100.0 * (1.0 + stability + 1.0 + 0.0) / 4.0
+    ));
+    // web: 2 deployments (~1/day → 1.0), CFR 0.5 between 0.15 → 0.5 and 0.64 → 0.25.
+    let c = &web.delivery.components;
+    let stability = 0.5 - (0.5 - 0.15) / (0.64 - 0.15) * 0.25;
+    assert!(close(c.stability, stability), "{c:?}");
+    let f = web.delivery.deploy_frequency.unwrap();
+    let throughput = if f >= 1.0 {
+        1.0
+    } else {
+        0.75 + 0.25 * (f.log10() - (1.0f64 / 7.0).log10()) / (0.0 - (1.0f64 / 7.0).log10())
+    };
+    assert!(close(c.throughput, throughput), "{f} {c:?}");
 }

@@ -598,6 +598,7 @@ impl Delivery {
             decided: self.decided,
             rollbacks: self.rollbacks,
             pipelines,
+            ..Default::default()
         }
     }
 }

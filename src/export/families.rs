@@ -356,6 +356,25 @@ fn delivery_families(out: &mut Vec<Family>, pairs: &[PairView]) {
         }
     }
     out.extend([deps, pending, rollbacks, freq, lead, cfr, runs, dur, fail]);
+    let mut index = Family::new(
+        "momentum.index",
+        "momentum_index",
+        "",
+        Kind::Gauge,
+        "The momentum index, 0-100: weighted mean of the components present.",
+    );
+    let mut comp = Family::new("momentum.index.component", "momentum_index_component", "", Kind::Gauge, "Momentum index components in [0,1] (DORA tiers: elite 1, high 0.75, medium 0.5, low 0.25).");
+    for p in pairs {
+        if let Some(i) = p.delivery.index {
+            index.push(pair_attrs(p), i, 0);
+        }
+        for (ci, name) in crate::delivery::index::COMPONENTS.iter().enumerate() {
+            if let Some(v) = p.delivery.components.get(ci) {
+                comp.push(with(pair_attrs(p), "component", name), v, 0);
+            }
+        }
+    }
+    out.extend([index, comp]);
 }
 
 fn slo_families(out: &mut Vec<Family>, pairs: &[PairView]) {

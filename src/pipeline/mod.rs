@@ -46,6 +46,8 @@ pub struct Settings {
     pub lookback: u64,
     /// deployment rules
     pub delivery: crate::delivery::deployments::Rules,
+    /// momentum index weights
+    pub weights: crate::delivery::index::Weights,
     /// per-shard queue capacity in bytes
     pub queue_capacity: u64,
     /// memory limit in bytes (0 = off)
@@ -82,6 +84,7 @@ impl Settings {
             keep_minutes,
             archive_window: c.archive.window.as_nanos(),
             lookback: c.delivery.lookback.as_nanos(),
+            weights: crate::delivery::index::Weights::from(&c.momentum.weights),
             delivery: crate::delivery::deployments::Rules {
                 change_failure_window: c.delivery.change_failure_window.as_nanos(),
                 quiet: c.delivery.rollback_quiet_period.as_nanos(),

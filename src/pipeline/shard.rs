@@ -690,7 +690,7 @@ impl ShardCore {
                 threshold_ns: p.threshold_ns,
                 quantiles: qs,
                 slo: p.slo.clone(),
-                delivery: p.delivery.view(p.clock, &self.set.delivery),
+                delivery: delivery_view(p, &self.set),
             });
         }
         for op in self.ops.iter().flatten() {
@@ -767,6 +767,32 @@ fn sli_row(
         latency_max_s: (w.sub.counts.requests > 0).then_some(w.sub.max_ns as f64 * 1e-9),
         latency_sketch: w.sub.sketch.encode_ddsketch(m),
     }
+}
+
+/// Delivery signals and the momentum index of a pair (SPEC §5 anchor table).
+fn delivery_view(p: &Pair, set: &Settings) -> crate::view::DeliveryView {
+    use crate::delivery::index;
+    use crate::slo::nearest_rank;
+    let mut d = p.delivery.view(p.clock, &set.delivery);
+    let restores = p
+        .slo
+        .as_ref()
+        .map(|s| s.restores_sorted())
+        .unwrap_or_default();
+    let budgets: Vec<f64> = p
+        .slo
+        .as_ref()
+        .map(|s| s.states.iter().map(|st| st.budget_remaining).collect())
+        .unwrap_or_default();
+    d.components = index::Components {
+        throughput: d.deploy_frequency.map(index::throughput),
+        lead_time: nearest_rank(&d.lead_times, 0.5).map(index::lead_time),
+        stability: d.change_failure.map(index::stability),
+        recovery: nearest_rank(&restores, 0.5).map(index::recovery),
+        reliability: index::reliability(&budgets),
+    };
+    d.index = d.components.index(&set.weights);
+    d
 }
 
 #[inline]
