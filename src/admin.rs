@@ -157,6 +157,44 @@ async fn gate(
     }
 }
 
+fn delivery_json(p: &PairView) -> Value {
+    use crate::delivery::index::COMPONENTS;
+    use crate::slo::nearest_rank;
+    let d = &p.delivery;
+    let mut components = serde_json::Map::new();
+    for (i, name) in COMPONENTS.iter().enumerate() {
+        if let Some(v) = d.components.get(i) {
+            components.insert((*name).to_string(), json!(v));
+        }
+    }
+    let pipelines: Vec<Value> = d
+        .pipelines
+        .iter()
+        .map(|pl| {
+            json!({
+                "name": &*pl.name,
+                "runs_by_result": pl.by_result.iter().map(|(r, n)| (r.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "failure_ratio": pl.failure,
+                "duration_p50_seconds": nearest_rank(&pl.durations, 0.5),
+                "duration_p90_seconds": nearest_rank(&pl.durations, 0.9),
+            })
+        })
+        .collect();
+    json!({
+        "current_version": d.current_version.as_deref(),
+        "deploy_frequency_per_day": d.deploy_frequency,
+        "change_failure_ratio": d.change_failure,
+        "lead_time_median_seconds": nearest_rank(&d.lead_times, 0.5),
+        "deployments_pending": d.pending,
+        "deployments_succeeded_total": d.decided[0],
+        "deployments_failed_total": d.decided[1],
+        "rollbacks_total": d.rollbacks,
+        "pipelines": pipelines,
+        "momentum_index": d.index,
+        "components": components,
+    })
+}
+
 fn slo_json(p: &PairView) -> Value {
     use crate::slo::{nearest_rank, OBJECTIVES, SEVERITIES};
     let Some(slo) = &p.slo else {
@@ -249,5 +287,6 @@ pub fn service_json(p: &PairView, ops: &[&OpView]) -> Value {
         "latency_seconds": latency,
         "operations": operations,
         "slo": slo_json(p),
+        "delivery": delivery_json(p),
     })
 }

@@ -424,6 +424,7 @@ mod tests {
             s.close_upto(t.saturating_sub(2 * MIN));
             t += 7 * MIN;
         }
+        eprintln!("30d series windows: {} bytes", s.memory_bytes());
         assert!(s.memory_bytes() < 64 * 1024, "{}", s.memory_bytes());
     }
 }
