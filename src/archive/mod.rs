@@ -2,6 +2,18 @@
 //! writer task over a bounded channel ([`ArchiveSender`]); a slow disk fills the channel,
 //! which slows the shards, which fills their queues, which turns into backpressure at the
 //! receivers — never unbounded memory.
+//!
+//! - [`schema`]: the Arrow schemas of the data sets (SPEC §7), pinned by a golden file;
+//! - `batch`: rows → Arrow record batches; `layout`: paths, temp files, retention.
+//!
+//! `docs/archive.md` is the user-facing description of the layout and every column.
+
+mod batch;
+mod layout;
+pub mod schema;
+
+pub use batch::{date_folder, date_string, day};
+pub use layout::{is_temp_name, partition_day, PARQUET_SUFFIX, TEMP_SUFFIX};
 
 use std::sync::Arc;
 
