@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::archive::{self, ArchiveSender, ArchiveStats};
 use crate::config::Config;
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
@@ -27,6 +28,9 @@ pub enum StartError {
     /// a configured feature this build does not implement yet
     #[error("{0} is configured but not supported by this build yet: remove it from the config")]
     Unsupported(&'static str),
+    /// the archive dir cannot be used
+    #[error("archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
     /// a listener could not bind
     #[error("cannot listen on {what} endpoint {addr}: {source}")]
     Bind {
@@ -55,6 +59,11 @@ pub struct App {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     shards: Vec<JoinHandle<()>>,
+    /// the archive writer's sender held by the app (the shards hold clones)
+    archive_tx: ArchiveSender,
+    archive_writer: JoinHandle<()>,
+    /// archive writer self-metrics
+    pub archive_stats: Arc<ArchiveStats>,
     shutdown_timeout: Duration,
 }
 
@@ -80,6 +89,9 @@ impl App {
         if o.auth.is_some() || config.admin.auth.is_some() {
             return Err(StartError::Unsupported("auth"));
         }
+        if config.archive.spans {
+            return Err(StartError::Unsupported("archive.spans"));
+        }
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
         let shared = Shared::new(clock);
@@ -90,12 +102,15 @@ impl App {
         let grpc = bind("OTLP/gRPC", config.receivers.otlp.grpc.endpoint).await?;
         let http = bind("OTLP/HTTP", config.receivers.otlp.http.endpoint).await?;
         let adm = bind("admin", config.admin.endpoint).await?;
+        let archive_stats = Arc::new(ArchiveStats::default());
+        let (archive_tx, archive_writer) =
+            archive::writer::start(&config.archive, archive_stats.clone())?;
         let (router, shards) = Router::start(
             n,
             set.clone(),
             shared.clone(),
             Duration::from_millis(500),
-            None,
+            Some(archive_tx.clone()),
         );
         let refused = Arc::new(RefusalCounters::default());
         let rx = Arc::new(Receiver::new(
@@ -109,6 +124,7 @@ impl App {
             router: router.clone(),
             shared: shared.clone(),
             refused,
+            archive: archive_stats.clone(),
         };
         let (stop, stop_rx) = watch::channel(false);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
@@ -141,12 +157,30 @@ impl App {
             stop,
             servers,
             shards,
+            archive_tx,
+            archive_writer,
+            archive_stats,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
 
+    /// Writes everything the archive writer buffers now (after [`Router::flush`], this
+    /// puts every closed window on disk).
+    pub async fn flush_archive(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self
+            .archive_tx
+            .send(archive::ArchiveMsg::Flush(ack))
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
-    /// and close every open bucket, within `shutdown_timeout`.
+    /// and close every open bucket, then let the archive writer write its last files,
+    /// within `shutdown_timeout`.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
@@ -158,6 +192,12 @@ impl App {
             self.router.shutdown().await;
             for s in self.shards {
                 let _ = s.await;
+            }
+            // The shards have handed their last rows over and dropped their senders; ours
+            // is the last, and dropping it lets the writer flush and finish.
+            drop(self.archive_tx);
+            if let Err(e) = self.archive_writer.await {
+                tracing::error!("archive writer task failed: {e}");
             }
         };
         if tokio::time::timeout(deadline, work).await.is_err() {

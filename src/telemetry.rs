@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::archive::ArchiveStats;
 use crate::pipeline::router::Router;
 use crate::pipeline::Shared;
 use crate::receiver::RefusalCounters;
@@ -16,4 +17,6 @@ pub struct Telemetry {
     pub shared: Arc<Shared>,
     /// receiver refusals
     pub refused: Arc<RefusalCounters>,
+    /// archive writer counters
+    pub archive: Arc<ArchiveStats>,
 }

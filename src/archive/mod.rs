@@ -4,6 +4,7 @@
 //! receivers — never unbounded memory.
 //!
 //! - [`schema`]: the Arrow schemas of the data sets (SPEC §7), pinned by a golden file;
+//! - [`writer`]: the writer task (buffering, flushes, atomic files, retention);
 //! - `batch`: rows → Arrow record batches; `layout`: paths, temp files, retention.
 //!
 //! `docs/archive.md` is the user-facing description of the layout and every column.
@@ -11,9 +12,11 @@
 mod batch;
 mod layout;
 pub mod schema;
+pub mod writer;
 
 pub use batch::{date_folder, date_string, day};
 pub use layout::{is_temp_name, partition_day, PARQUET_SUFFIX, TEMP_SUFFIX};
+pub use writer::{ArchiveError, ArchiveStats};
 
 use std::sync::Arc;
 

@@ -375,6 +375,87 @@ fn self_telemetry(o: &mut Out, t: &Telemetry, pairs: usize, ops: usize) {
         &[("kind", "operation")],
         get(&c.overflow_operation),
     );
+    archive_telemetry(o, t);
+}
+
+fn archive_telemetry(o: &mut Out, t: &Telemetry) {
+    let a = &t.archive;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let secs = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
+    o.family(
+        "momentum_archive_files_written_total",
+        Kind::Counter,
+        "Parquet files written to the archive (renamed into place).",
+    );
+    o.sample(
+        "momentum_archive_files_written_total",
+        &[],
+        get(&a.files_written),
+    );
+    o.family(
+        "momentum_archive_rows_written_total",
+        Kind::Counter,
+        "Rows written to the archive, by data set.",
+    );
+    for d in crate::archive::schema::Dataset::ALL {
+        o.sample(
+            "momentum_archive_rows_written_total",
+            &[("dataset", d.name())],
+            get(&a.rows_written[d as usize]),
+        );
+    }
+    o.family(
+        "momentum_archive_written_bytes_total",
+        Kind::Counter,
+        "Bytes of the Parquet files written to the archive.",
+    );
+    o.sample(
+        "momentum_archive_written_bytes_total",
+        &[],
+        get(&a.bytes_written),
+    );
+    o.family(
+        "momentum_archive_failures_total",
+        Kind::Counter,
+        "Archive operations that failed (write, rename, fsync, removal); each is logged with its path.",
+    );
+    o.sample("momentum_archive_failures_total", &[], get(&a.failures));
+    o.family(
+        "momentum_archive_dropped_rows_total",
+        Kind::Counter,
+        "Rows lost because their archive file could not be written.",
+    );
+    o.sample(
+        "momentum_archive_dropped_rows_total",
+        &[],
+        get(&a.rows_dropped),
+    );
+    o.family(
+        "momentum_archive_queue_depth",
+        Kind::Gauge,
+        "Messages waiting in the archive writer's channel.",
+    );
+    o.sample("momentum_archive_queue_depth", &[], a.queue_depth() as f64);
+    o.family(
+        "momentum_archive_blocked_seconds_total",
+        Kind::Counter,
+        "Time shards spent waiting for room in the archive writer's channel (a slow disk).",
+    );
+    o.sample(
+        "momentum_archive_blocked_seconds_total",
+        &[],
+        secs(&t.shared.counters.archive_blocked_ns),
+    );
+    o.family(
+        "momentum_archive_write_seconds_total",
+        Kind::Counter,
+        "Time spent encoding, compressing and writing archive files.",
+    );
+    o.sample(
+        "momentum_archive_write_seconds_total",
+        &[],
+        secs(&a.write_ns),
+    );
 }
 
 #[cfg(test)]

@@ -157,6 +157,8 @@ pub struct Counters {
     pub accepted_metric_points: AtomicU64,
     /// accepted log records
     pub accepted_log_records: AtomicU64,
+    /// time shards spent waiting for room in the archive writer's channel (ns)
+    pub archive_blocked_ns: AtomicU64,
 }
 
 impl Counters {
