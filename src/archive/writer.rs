@@ -37,10 +37,11 @@ use crate::config::{ArchiveConfig, Compression};
 pub const CHANNEL_CAPACITY: usize = 64;
 /// A data set flushes as soon as it buffers this many rows.
 pub const MAX_BUFFERED_ROWS: usize = 65_536;
-/// Rows per Parquet row group. A flush writes at most a little over
-/// [`MAX_BUFFERED_ROWS`] rows per file, so a file is one row group: one footer read, then
-/// whole-column reads, with min/max statistics per column chunk and page for pruning.
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows per Parquet row group: DuckDB's own row group size (its unit of parallel scan).
+/// A flush writes at most [`MAX_BUFFERED_ROWS`] + [`super::MAX_ROWS_PER_MESSAGE`] − 1 rows
+/// per data set, so a file is one row group: one footer read, then whole-column reads,
+/// with min/max statistics per column chunk and page for pruning.
+pub const ROW_GROUP_ROWS: usize = 122_880;
 /// zstd level: 3 is zstd's own default, a good ratio at a cost far below the encoding's.
 const ZSTD_LEVEL: i32 = 3;
 const RETENTION_EVERY: Duration = Duration::from_secs(24 * 3600);

@@ -590,16 +590,8 @@ pub async fn run(
     async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
         let rows = core.take_rows();
         if let (Some(tx), false) = (archive, rows.is_empty()) {
-            match tx.try_send(ArchiveMsg::Sli(rows)) {
-                Err(mpsc::error::TrySendError::Full(msg)) => {
-                    let t0 = std::time::Instant::now();
-                    let _ = tx.send(msg).await;
-                    let waited = t0.elapsed().as_nanos() as u64;
-                    super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
-                }
-                // Closed: the writer is gone (shutdown); nothing left to hand over to.
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+            let waited = crate::archive::send_rows(tx, rows, ArchiveMsg::Sli).await;
+            super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
         }
     }
     let mut interval = tokio::time::interval(tick);
