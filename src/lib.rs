@@ -4,9 +4,9 @@
 //! delivery signals out.
 //!
 //! ```text
-//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics)
-//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ admin JSON API
-//!                  (decode,          └─ shard N ─┘        └─ (archive, push: later)
+//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐─ view ─┬─ prometheus (/metrics)
+//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┤        └─ admin JSON API
+//!                  (decode,          └─ shard N ─┘─ closed windows ─ archive writer ─ Parquet
 //!                   validate)   hash(service, env) → shard; each shard owns its state
 //! ```
 //!
@@ -19,7 +19,8 @@
 //! - [`view`]: immutable snapshots the shards publish; [`telemetry`]: what exporters read.
 //! - [`export`]: Prometheus exposition.
 //! - [`admin`]: `/metrics`, health, and the JSON API.
-//! - [`archive`]: the Parquet archive of closed windows.
+//! - [`archive`]: the Parquet archive of closed windows: schemas, the writer task.
+//! - [`report`]: `momentum report`, offline analysis of an archive (table/json/csv/html).
 //! - [`app`]: wiring and graceful shutdown.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod export;
 pub mod model;
 pub mod pipeline;
 pub mod receiver;
+pub mod report;
 pub mod sli;
 pub mod telemetry;
 pub mod view;
