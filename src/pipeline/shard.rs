@@ -529,7 +529,7 @@ fn sli_row(
         latency_p50_s: q.map(|q| q[0]),
         latency_p95_s: q.map(|q| q[1]),
         latency_p99_s: q.map(|q| q[2]),
-        latency_max_s: (w.sub.counts.requests > 0).then(|| w.sub.max_ns as f64 * 1e-9),
+        latency_max_s: (w.sub.counts.requests > 0).then_some(w.sub.max_ns as f64 * 1e-9),
         latency_sketch: w.sub.sketch.encode_ddsketch(m),
     }
 }

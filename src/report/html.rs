@@ -266,9 +266,9 @@ pub fn page(r: &Report) -> String {
     }
     s.push_str("<div class=\"cards\">\n");
     for (i, svc) in r.services.iter().enumerate() {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<div class=\"card\" style=\"--c:{}\"><h3>{}</h3><dl><dt>requests</dt><dd>{}</dd><dt>availability</dt><dd>{}</dd><dt>p99</dt><dd>{}</dd><dt>momentum index</dt><dd>{}</dd><dt>deployments</dt><dd>{}</dd><dt>change failure</dt><dd>{}</dd><dt>incidents</dt><dd>{}</dd><dt>time to restore</dt><dd>{}</dd></dl></div>\n",
+            "<div class=\"card\" style=\"--c:{}\"><h3>{}</h3><dl><dt>requests</dt><dd>{}</dd><dt>availability</dt><dd>{}</dd><dt>p99</dt><dd>{}</dd><dt>momentum index</dt><dd>{}</dd><dt>deployments</dt><dd>{}</dd><dt>change failure</dt><dd>{}</dd><dt>incidents</dt><dd>{}</dd><dt>time to restore</dt><dd>{}</dd></dl></div>",
             PALETTE[i % PALETTE.len()],
             esc(&label(&svc.service, &svc.environment)),
             svc.requests,

@@ -315,8 +315,8 @@ impl Latency {
             if let Some(r) = hours.as_mut() {
                 r.add_minute(cm.minute, &cm.sub.sketch);
             }
-            if width > 0 {
-                let start = cm.minute * MIN / width * width;
+            if let Some(n) = (cm.minute * MIN).checked_div(width) {
+                let start = n * width;
                 if acc.any && acc.start != start {
                     emit(acc, width, &mut f);
                 }
