@@ -164,20 +164,6 @@ impl App {
         })
     }
 
-    /// Writes everything the archive writer buffers now (after [`Router::flush`], this
-    /// puts every closed window on disk).
-    pub async fn flush_archive(&self) {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        if self
-            .archive_tx
-            .send(archive::ArchiveMsg::Flush(ack))
-            .await
-            .is_ok()
-        {
-            let _ = done.await;
-        }
-    }
-
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
     /// and close every open bucket, then let the archive writer write its last files,
     /// within `shutdown_timeout`.

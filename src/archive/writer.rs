@@ -14,7 +14,6 @@
 //! - **Never a panic**: every failure is logged with its path and counted in
 //!   [`ArchiveStats`]; rows of a file that could not be written are dropped and counted.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,8 +260,6 @@ struct Files {
     stats: Arc<ArchiveStats>,
     pid: u32,
     seq: u64,
-    /// partition dirs known to exist (created or seen by this process)
-    dirs: HashSet<PathBuf>,
 }
 
 impl Files {
@@ -278,7 +275,6 @@ impl Files {
             stats,
             pid: std::process::id(),
             seq: 0,
-            dirs: HashSet::new(),
         }
     }
 
@@ -431,21 +427,20 @@ impl Files {
         result
     }
 
-    /// Creates a partition dir and makes its entry durable (fsync of the parents).
-    fn ensure_dir(&mut self, dir: &Path) -> Result<(), ArchiveError> {
-        if self.dirs.contains(dir) {
+    /// Creates a partition dir when missing and makes its entry durable (fsync of the
+    /// parents). Checked before every file — a stat is nothing next to a Parquet write —
+    /// so a partition removed under us (retention, an operator) is simply made again.
+    fn ensure_dir(&self, dir: &Path) -> Result<(), ArchiveError> {
+        if dir.is_dir() {
             return Ok(());
         }
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(io("creating partition dir", dir))?;
-            if let Some(ds_dir) = dir.parent() {
-                sync_dir(ds_dir)?;
-                if let Some(root) = ds_dir.parent() {
-                    sync_dir(root)?;
-                }
+        std::fs::create_dir_all(dir).map_err(io("creating partition dir", dir))?;
+        if let Some(ds_dir) = dir.parent() {
+            sync_dir(ds_dir)?;
+            if let Some(root) = ds_dir.parent() {
+                sync_dir(root)?;
             }
         }
-        self.dirs.insert(dir.to_path_buf());
         Ok(())
     }
 }

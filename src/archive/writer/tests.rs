@@ -264,3 +264,23 @@ fn an_archive_dir_that_cannot_be_created_is_a_start_error() {
     assert!(err.to_string().contains("creating archive dir"), "{err}");
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn a_partition_removed_under_the_writer_is_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(ArchiveStats::default());
+    let (tx, handle) = start(&cfg(dir.path()), stats.clone()).unwrap();
+    tx.send(ArchiveMsg::Sli(vec![sli_row(T0, "a", "", 1)]))
+        .await
+        .unwrap();
+    flush(&tx).await;
+    std::fs::remove_dir_all(dir.path().join("sli/date=2026-11-26")).unwrap();
+    tx.send(ArchiveMsg::Sli(vec![sli_row(T0 + MIN, "a", "", 1)]))
+        .await
+        .unwrap();
+    flush(&tx).await;
+    assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
+    assert_eq!(files(dir.path(), "sli").len(), 1);
+    drop(tx);
+    handle.await.unwrap();
+}
