@@ -11,9 +11,11 @@
 #   - promtool and the Prometheus server: both from Debian's `prometheus` package,
 #     installed when either is missing (needs root). The remote-write test starts the
 #     server itself on a free port; the package's own service is never started.
-# The integration tests find these through MOMENTUM_PYTHON, MOMENTUM_PROMTOOL and
-# MOMENTUM_PROMETHEUS, exported here; a caller may preset MOMENTUM_PROMTOOL or
-# MOMENTUM_PROMETHEUS to use other binaries.
+#   - chromium: Debian's headless-capable browser (and a font), when missing (needs root);
+#     the report test renders `momentum report --format html` and checks a screenshot.
+# The integration tests find these through MOMENTUM_PYTHON, MOMENTUM_PROMTOOL,
+# MOMENTUM_PROMETHEUS and MOMENTUM_CHROMIUM, exported here; a caller may preset the last
+# three to use other binaries.
 # CARGO_TARGET_DIR is left as the caller has it.
 set -euo pipefail
 
@@ -111,12 +113,42 @@ setup_prometheus() {
     step "prometheus: $MOMENTUM_PROMETHEUS ($("$MOMENTUM_PROMETHEUS" --version 2>&1 | head -n1))"
 }
 
+# ---------------------------------------------------------------- chromium (c)
+apt_updated=false
+apt_install() {
+    [[ $(id -u) == 0 ]] || die "$1 is missing; install Debian's '$2' package (as root: apt-get install $2)"
+    command -v apt-get >/dev/null || die "$1 is missing and there is no apt-get to install it"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $apt_updated; then
+        apt-get update -q >/dev/null || die "apt-get update failed"
+        apt_updated=true
+    fi
+    shift
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+setup_chromium() {
+    if [[ -n ${MOMENTUM_CHROMIUM:-} ]]; then
+        [[ -x $MOMENTUM_CHROMIUM ]] || die "MOMENTUM_CHROMIUM=$MOMENTUM_CHROMIUM is not an executable"
+        step "chromium: $MOMENTUM_CHROMIUM (from MOMENTUM_CHROMIUM)"
+        return
+    fi
+    if ! command -v chromium >/dev/null; then
+        step "chromium: installing Debian packages 'chromium' and 'fonts-dejavu-core'"
+        apt_install chromium chromium fonts-dejavu-core
+        command -v chromium >/dev/null || die "package 'chromium' installed but chromium is not on PATH"
+    fi
+    MOMENTUM_CHROMIUM=$(command -v chromium)
+    step "chromium: $MOMENTUM_CHROMIUM"
+}
+
 t0=$(now)
 setup_venv
 setup_promtool
 setup_prometheus
+setup_chromium
 export MOMENTUM_PYTHON=$ROOT/.venv/bin/python
-export MOMENTUM_PROMTOOL MOMENTUM_PROMETHEUS
+export MOMENTUM_PROMTOOL MOMENTUM_PROMETHEUS MOMENTUM_CHROMIUM
 step "setup done in $(elapsed "$t0")"
 $setup_only && exit 0
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::archive::{self, ArchiveSender, ArchiveStats};
 use crate::config::Config;
 use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::export::otlp::OtlpPush;
@@ -35,6 +36,9 @@ pub enum StartError {
     /// an exporter could not be built from its config
     #[error("{0}")]
     Exporter(#[from] BuildError),
+    /// the archive dir cannot be used
+    #[error("archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
     /// a listener could not bind
     #[error("cannot listen on {what} endpoint {addr}: {source}")]
     Bind {
@@ -70,6 +74,11 @@ pub struct App {
     exporters: Vec<JoinHandle<()>>,
     own_telemetry: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     forward: Option<ForwardHandle>,
+    /// the archive writer's sender held by the app (the shards hold clones)
+    archive_tx: ArchiveSender,
+    archive_writer: JoinHandle<()>,
+    /// archive writer self-metrics
+    pub archive_stats: Arc<ArchiveStats>,
     shutdown_timeout: Duration,
 }
 
@@ -95,6 +104,9 @@ impl App {
         if o.auth.is_some() || config.admin.auth.is_some() {
             return Err(StartError::Unsupported("auth"));
         }
+        if config.archive.spans {
+            return Err(StartError::Unsupported("archive.spans"));
+        }
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
         let shared = Shared::new(clock);
@@ -115,12 +127,15 @@ impl App {
             }
             None => (None, None, None),
         };
+        let archive_stats = Arc::new(ArchiveStats::default());
+        let (archive_tx, archive_writer) =
+            archive::writer::start(&config.archive, archive_stats.clone())?;
         let (router, shards) = Router::start(
             n,
             set.clone(),
             shared.clone(),
             Duration::from_millis(500),
-            None,
+            Some(archive_tx.clone()),
         );
         let refused = Arc::new(RefusalCounters::default());
         let rx = Arc::new(Receiver::new(
@@ -147,6 +162,7 @@ impl App {
                 .flatten()
                 .cloned()
                 .collect(),
+            archive: archive_stats.clone(),
         };
         // Push exporters run until the shards have drained at shutdown, then push once
         // more; momentum's own telemetry outlives them so their last spans are sent.
@@ -204,14 +220,17 @@ impl App {
             exporters,
             own_telemetry,
             forward,
+            archive_tx,
+            archive_writer,
+            archive_stats,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
-    /// and close every open bucket, push once more to every exporter, flush momentum's own
-    /// telemetry — all within `shutdown_timeout` — then give the forward queue what is left
-    /// of it to drain (what remains stays on disk with `queue.dir`).
+    /// and close every open bucket, let the archive writer write its last files, push once
+    /// more to every exporter, flush momentum's own telemetry — all within `shutdown_timeout`
+    /// — then give the forward queue what is left of it to drain.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
@@ -224,6 +243,12 @@ impl App {
             self.router.shutdown().await;
             for s in self.shards {
                 let _ = s.await;
+            }
+            // The shards have handed their last rows over and dropped their senders; ours
+            // is the last, and dropping it lets the writer flush and finish.
+            drop(self.archive_tx);
+            if let Err(e) = self.archive_writer.await {
+                tracing::error!("archive writer task failed: {e}");
             }
             let _ = self.export_stop.send(true);
             for e in self.exporters {

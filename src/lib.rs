@@ -4,10 +4,10 @@
 //! delivery signals out.
 //!
 //! ```text
-//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐        ┌─ prometheus (/metrics, remote write)
-//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┼─ view ─┼─ otlp push, own telemetry
-//!                  (decode,          └─ shard N ─┘        ├─ admin JSON API
-//!                   validate)   hash(service, env) → shard └─ (archive: later)
+//!  OTLP/gRPC ─┐                      ┌─ shard 0 ─┐─ view ─┬─ prometheus (/metrics, remote write)
+//!  OTLP/HTTP ─┴─ receiver ─ router ──┼─ shard 1 ─┤        ├─ otlp push, own telemetry
+//!                  (decode,          └─ shard N ─┘        └─ admin JSON API
+//!                   validate)          └─ closed windows ─ archive writer ─ Parquet
 //! ```
 //!
 //! Module map:
@@ -24,7 +24,8 @@
 //!   of the original requests to the next hop (`export::forward`: admission, disk queue,
 //!   retries).
 //! - [`admin`]: `/metrics`, health, and the JSON API.
-//! - [`archive`]: the Parquet archive of closed windows.
+//! - [`archive`]: the Parquet archive of closed windows: schemas, the writer task.
+//! - [`report`]: `momentum report`, offline analysis of an archive (table/json/csv/html).
 //! - [`app`]: wiring and graceful shutdown.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod export;
 pub mod model;
 pub mod pipeline;
 pub mod receiver;
+pub mod report;
 pub mod sli;
 pub mod slo;
 pub mod telemetry;

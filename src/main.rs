@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use momentum::app::App;
 use momentum::config::Config;
 use momentum::pipeline::clock::SystemClock;
+use momentum::report;
 
 /// Streaming telemetry processor: OTLP in, per-service SLIs, SLOs and delivery signals out.
 #[derive(Parser)]
@@ -32,6 +33,39 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Offline analysis of a Parquet archive: per service, environment and UTC day,
+    /// requests, errors, availability, p99, the momentum index and its components,
+    /// deployments and change failure, incidents and time to restore.
+    Report {
+        /// The archive directory (`archive.dir` of the config).
+        #[arg(long)]
+        archive: PathBuf,
+        /// First instant included: a date (2026-11-01, UTC midnight), an RFC 3339 time, or
+        /// a duration before now (7d).
+        #[arg(long)]
+        from: Option<String>,
+        /// First instant excluded: an RFC 3339 time, a duration before now, or a date (that
+        /// whole day included).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this service (exact name, `namespace/name` when namespaced).
+        #[arg(long)]
+        service: Option<String>,
+        /// Output format; html is one self-contained page with charts.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Write the report to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +90,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Report {
+            archive,
+            from,
+            to,
+            service,
+            format,
+            out,
+        } => run_report(archive, from, to, service, format, out),
         Command::Run { config } => {
             let cfg = match config {
                 Some(path) => match Config::load(&path) {
@@ -70,6 +112,62 @@ fn main() -> ExitCode {
                 None => Config::embedded_default(),
             };
             run(cfg)
+        }
+    }
+}
+
+fn run_report(
+    archive: PathBuf,
+    from: Option<String>,
+    to: Option<String>,
+    service: Option<String>,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let fail = |e: report::ReportError| {
+        eprintln!("momentum report: {e}");
+        ExitCode::from(if e.is_usage() { 2 } else { 1 })
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let parse = |flag, v: &Option<String>, end| {
+        v.as_deref()
+            .map(|s| report::parse_time(flag, s, end, now_ms))
+            .transpose()
+    };
+    let (from_ms, to_ms) = match (parse("--from", &from, false), parse("--to", &to, true)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let format = match format {
+        ReportFormat::Table => report::Format::Table,
+        ReportFormat::Json => report::Format::Json,
+        ReportFormat::Csv => report::Format::Csv,
+        ReportFormat::Html => report::Format::Html,
+    };
+    let opts = report::Options {
+        archive,
+        from_ms,
+        to_ms,
+        service,
+    };
+    let text = match report::run(&opts, format) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let written = match &out {
+        Some(path) => std::fs::write(path, text).map_err(|e| (path.display().to_string(), e)),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| ("stdout".to_string(), e))
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((what, e)) => {
+            eprintln!("momentum report: cannot write {what}: {e}");
+            ExitCode::from(1)
         }
     }
 }

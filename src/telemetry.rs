@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use crate::archive::ArchiveStats;
 use crate::pipeline::router::Router;
 use crate::pipeline::Shared;
 use crate::receiver::RefusalCounters;
@@ -19,6 +20,8 @@ pub struct Telemetry {
     pub refused: Arc<RefusalCounters>,
     /// process start (Unix ns): the start time of self-telemetry counters
     pub started_ns: u64,
+    /// archive writer counters
+    pub archive: Arc<ArchiveStats>,
     /// one entry per configured exporter, in start order
     pub exporters: Vec<Arc<ExporterStats>>,
 }

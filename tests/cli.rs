@@ -52,7 +52,12 @@ fn validate_reports_every_problem_with_its_key_path() {
 
 #[test]
 fn help_and_bad_usage() {
-    for args in [&["--help"][..], &["run", "--help"], &["validate", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["validate", "--help"],
+        &["report", "--help"],
+    ] {
         let out = momentum(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         assert!(
@@ -78,4 +83,36 @@ fn a_port_in_use_is_a_runtime_failure_naming_the_endpoint() {
     let out = momentum(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+}
+
+#[test]
+fn an_unusable_archive_dir_or_archive_spans_fail_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a dir").unwrap();
+    let base = "receivers:\n  otlp:\n    grpc: { endpoint: 127.0.0.1:0 }\n    http: { endpoint: 127.0.0.1:0 }\nadmin: { endpoint: 127.0.0.1:0 }\n";
+    let cfg = dir.path().join("c.yaml");
+    let archive = blocker.join("archive");
+    std::fs::write(
+        &cfg,
+        format!("{base}archive: {{ dir: {} }}\n", archive.display()),
+    )
+    .unwrap();
+    let out = momentum(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&archive.display().to_string()), "{err}");
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}archive: {{ dir: {}, spans: true }}\n",
+            dir.path().join("ok").display()
+        ),
+    )
+    .unwrap();
+    let out = momentum(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("archive.spans"), "{err}");
 }

@@ -2,6 +2,21 @@
 //! writer task over a bounded channel ([`ArchiveSender`]); a slow disk fills the channel,
 //! which slows the shards, which fills their queues, which turns into backpressure at the
 //! receivers — never unbounded memory.
+//!
+//! - [`schema`]: the Arrow schemas of the data sets (SPEC §7), pinned by a golden file;
+//! - [`writer`]: the writer task (buffering, flushes, atomic files, retention);
+//! - `batch`: rows → Arrow record batches; `layout`: paths, temp files, retention.
+//!
+//! `docs/archive.md` is the user-facing description of the layout and every column.
+
+mod batch;
+mod layout;
+pub mod schema;
+pub mod writer;
+
+pub use batch::{date_folder, date_string, day};
+pub use layout::{is_temp_name, partition_day, PARQUET_SUFFIX, TEMP_SUFFIX};
+pub use writer::{ArchiveError, ArchiveStats};
 
 use std::sync::Arc;
 
@@ -115,3 +130,90 @@ pub enum ArchiveMsg {
 
 /// The sending side the shards hold.
 pub type ArchiveSender = mpsc::Sender<ArchiveMsg>;
+
+/// Rows per message at most: with the channel's [`writer::CHANNEL_CAPACITY`] messages this
+/// bounds what waits in the channel (64 × 4,096 rows), whatever a replay at full speed
+/// closes in one tick.
+pub const MAX_ROWS_PER_MESSAGE: usize = 4096;
+
+/// Hands `rows` to the writer in messages of at most [`MAX_ROWS_PER_MESSAGE`] rows,
+/// waiting for room in the channel (the backpressure of a slow disk). Returns the time spent
+/// waiting, in ns. Rows are dropped silently only when the writer is gone (shutdown is
+/// over); each row is moved once.
+pub async fn send_rows<R>(tx: &ArchiveSender, rows: Vec<R>, wrap: fn(Vec<R>) -> ArchiveMsg) -> u64 {
+    let mut waited = 0u64;
+    let mut rows = rows.into_iter();
+    loop {
+        let chunk: Vec<R> = rows.by_ref().take(MAX_ROWS_PER_MESSAGE).collect();
+        if chunk.is_empty() {
+            return waited;
+        }
+        match tx.try_send(wrap(chunk)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let t0 = std::time::Instant::now();
+                let sent = tx.send(msg).await;
+                waited += t0.elapsed().as_nanos() as u64;
+                if sent.is_err() {
+                    return waited;
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return waited,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u64) -> EventRow {
+        EventRow {
+            time_ns: i,
+            service: "s".into(),
+            environment: "".into(),
+            kind: "deployment",
+            version: None,
+            previous_version: None,
+            result: None,
+            duration_s: None,
+            attributes: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_go_in_bounded_messages_in_order() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let waited = send_rows(&tx, (0..10_000).map(row).collect(), ArchiveMsg::Events).await;
+        assert_eq!(waited, 0, "room for every message");
+        drop(tx);
+        let mut sizes = Vec::new();
+        let mut next = 0;
+        while let Some(ArchiveMsg::Events(rows)) = rx.recv().await {
+            sizes.push(rows.len());
+            for r in rows {
+                assert_eq!(r.time_ns, next);
+                next += 1;
+            }
+        }
+        assert_eq!(sizes, [4096, 4096, 1808]);
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_makes_the_sender_wait_and_counts_it() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let reader = tokio::spawn(async move {
+            // Let the sender find the channel full before draining it.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let mut n = 0;
+            while let Some(ArchiveMsg::Events(rows)) = rx.recv().await {
+                n += rows.len();
+            }
+            n
+        });
+        let waited = send_rows(&tx, (0..3 * 4096).map(row).collect(), ArchiveMsg::Events).await;
+        drop(tx);
+        assert_eq!(reader.await.unwrap(), 3 * 4096);
+        assert!(waited > 0, "the sender had to wait for room");
+    }
+}

@@ -483,7 +483,60 @@ pub fn collect_self(t: &Telemetry) -> Vec<Family> {
     out
 }
 
+fn archive_families(out: &mut Vec<Family>, t: &Telemetry) {
+    let a = &t.archive;
+    let start = t.started_ns;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 * 1e-9;
+    let mut f = Family::new(
+        "momentum.archive.files_written",
+        "momentum_archive_files_written_total",
+        "{file}",
+        Kind::Counter,
+        "Parquet files written to the archive (renamed into place).",
+    );
+    f.push(vec![], get(&a.files_written), start);
+    out.push(f);
+    let mut f = Family::new(
+        "momentum.archive.rows_written",
+        "momentum_archive_rows_written_total",
+        "{row}",
+        Kind::Counter,
+        "Rows written to the archive, by data set.",
+    );
+    for d in crate::archive::schema::Dataset::ALL {
+        f.push(
+            vec![("dataset", s(d.name()))],
+            get(&a.rows_written[d as usize]),
+            start,
+        );
+    }
+    out.push(f);
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 5] = [
+        ("momentum.archive.written_bytes", "momentum_archive_written_bytes_total", "By", "Bytes of the Parquet files written to the archive.", get(&a.bytes_written)),
+        ("momentum.archive.failures", "momentum_archive_failures_total", "{failure}", "Archive operations that failed (write, rename, fsync, removal); each is logged with its path.", get(&a.failures)),
+        ("momentum.archive.dropped_rows", "momentum_archive_dropped_rows_total", "{row}", "Rows lost because their archive file could not be written.", get(&a.rows_dropped)),
+        ("momentum.archive.blocked", "momentum_archive_blocked_seconds_total", "s", "Time shards spent waiting for room in the archive writer's channel (a slow disk).", secs(&t.shared.counters.archive_blocked_ns)),
+        ("momentum.archive.write_time", "momentum_archive_write_seconds_total", "s", "Time spent encoding, compressing and writing archive files.", secs(&a.write_ns)),
+    ];
+    for (otlp, prom, unit, help, v) in simple {
+        let mut f = Family::new(otlp, prom, unit, Kind::Counter, help);
+        f.push(vec![], v, start);
+        out.push(f);
+    }
+    let mut f = Family::new(
+        "momentum.archive.queue_depth",
+        "momentum_archive_queue_depth",
+        "{message}",
+        Kind::Gauge,
+        "Messages waiting in the archive writer's channel.",
+    );
+    f.push(vec![], a.queue_depth() as f64, 0);
+    out.push(f);
+}
+
 fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize) {
+    archive_families(out, t);
     let c = &t.shared.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let start = t.started_ns;

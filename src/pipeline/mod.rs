@@ -196,6 +196,8 @@ pub struct Counters {
     pub sli_metric_points: AtomicU64,
     /// duration-histogram points with a unit that is not a duration
     pub unusable_metric_points: AtomicU64,
+    /// time shards spent waiting for room in the archive writer's channel (ns)
+    pub archive_blocked_ns: AtomicU64,
 }
 
 impl Counters {

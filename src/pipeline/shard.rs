@@ -847,16 +847,18 @@ pub async fn run(
     archive: Option<ArchiveSender>,
 ) {
     // Hands closed rows to the archive writer; awaiting a full channel is the
-    // backpressure a slow disk exerts.
+    // backpressure a slow disk exerts, and the wait is counted.
     async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
         let rows = core.take_rows();
         let events = core.take_events();
         if let Some(tx) = archive {
             if !rows.is_empty() {
-                let _ = tx.send(ArchiveMsg::Sli(rows)).await;
+                let waited = crate::archive::send_rows(tx, rows, ArchiveMsg::Sli).await;
+                super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
             }
             if !events.is_empty() {
-                let _ = tx.send(ArchiveMsg::Events(events)).await;
+                let waited = crate::archive::send_rows(tx, events, ArchiveMsg::Events).await;
+                super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
             }
         }
     }

@@ -315,7 +315,6 @@ impl Latency {
             if let Some(r) = hours.as_mut() {
                 r.add_minute(cm.minute, &cm.sub.sketch);
             }
-            // width 0: no archive windows
             if let Some(n) = (cm.minute * MIN).checked_div(width) {
                 let start = n * width;
                 if acc.any && acc.start != start {

@@ -238,3 +238,40 @@ pub fn run_py(script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("JSON line")
 }
+
+/// Like [`run_py`], but kills the script and fails the test after `secs` seconds.
+pub fn run_py_bounded(script: &str, args: &[&str], secs: u64) -> serde_json::Value {
+    let py = python().expect("MOMENTUM_PYTHON is not set: run the suite through ./test.sh");
+    let mut child = Command::new(py)
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/py")
+                .join(script),
+        )
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(secs));
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "{script} failed: {status}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{script}: no JSON line ({e}): {stdout}\nstderr: {stderr}"))
+}

@@ -1,0 +1,428 @@
+//! The Parquet archive through the real binary: traffic in over the wire (the Python
+//! OpenTelemetry SDK; a Rust OTLP/HTTP client for volume), SIGTERM or kill -9, then the
+//! archive read by the readers users have (DuckDB and pyarrow, from tests/py).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{config_yaml, metric, run_py_bounded, wait_exit, Proc};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+/// SPEC §7 columns and the types DuckDB and pyarrow report for them.
+const SLI_SCHEMA: [(&str, &str, &str, bool); 13] = [
+    (
+        "window_start",
+        "TIMESTAMP WITH TIME ZONE",
+        "timestamp[ms, tz=UTC]",
+        false,
+    ),
+    (
+        "window_end",
+        "TIMESTAMP WITH TIME ZONE",
+        "timestamp[ms, tz=UTC]",
+        false,
+    ),
+    ("service_name", "VARCHAR", "string", false),
+    ("environment", "VARCHAR", "string", false),
+    ("operation", "VARCHAR", "string", false),
+    ("requests", "BIGINT", "int64", false),
+    ("errors", "BIGINT", "int64", false),
+    ("latency_good", "BIGINT", "int64", true),
+    ("latency_p50_s", "DOUBLE", "double", true),
+    ("latency_p95_s", "DOUBLE", "double", true),
+    ("latency_p99_s", "DOUBLE", "double", true),
+    ("latency_max_s", "DOUBLE", "double", true),
+    ("latency_sketch", "BLOB", "binary", false),
+];
+
+fn archive_yaml(dir: &Path, extra: &str) -> String {
+    config_yaml(&format!("archive: {{ dir: {} }}\n{extra}", dir.display()))
+}
+
+#[test]
+fn sigterm_leaves_an_archive_that_duckdb_and_pyarrow_read_exactly() {
+    let archive = tempfile::tempdir().unwrap();
+    // A latency objective for checkout only, so latency_good is filled for it and null
+    // for the others.
+    let p = Proc::start(&archive_yaml(
+        archive.path(),
+        "slos:\n  - service: checkout\n    objectives: { availability: 99.9, latency: { threshold: 300ms, target: 99 } }\n",
+    ));
+    let mut expected: HashMap<String, (u64, u64)> = HashMap::new();
+    let runs: [(&str, String, &[&str], &str); 2] = [
+        ("grpc", p.grpc.clone(), &["checkout", "payments"], "7"),
+        ("http", format!("http://{}", p.http), &["search"], "5"),
+    ];
+    for (protocol, endpoint, services, every) in runs {
+        let mut args = vec![
+            "--protocol",
+            protocol,
+            "--endpoint",
+            &endpoint,
+            "--count",
+            "400",
+            "--error-every",
+            every,
+            "--http-5xx-every",
+            "13",
+            "--environment",
+            "prod",
+        ];
+        for s in services {
+            args.extend(["--service", s]);
+        }
+        let out = run_py_bounded("send_spans.py", &args, 120);
+        assert_eq!(out["ok"], true, "{out}");
+        for s in services {
+            let o = &out["services"][*s];
+            let e = expected.entry(s.to_string()).or_default();
+            e.0 += o["requests"].as_u64().unwrap();
+            e.1 += o["errors"].as_u64().unwrap();
+        }
+    }
+    let total: u64 = expected.values().map(|e| e.0).sum();
+    let m = p.wait_metrics(30, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(total as f64)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_processed_spans_total", &[]),
+        Some(total as f64)
+    );
+    assert_eq!(
+        metric(&m, "momentum_pipeline_late_spans_total", &[]),
+        Some(0.0)
+    );
+    assert!(
+        metric(&m, "momentum_archive_files_written_total", &[]).is_some(),
+        "the counter is exposed before any file is written"
+    );
+    let status = p.stop();
+    assert!(status.success(), "exit status {status}");
+
+    let dir = archive.path().to_str().unwrap();
+    let out = run_py_bounded("read_archive.py", &["--dir", dir, "--all-files"], 120);
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(out["unreadable"], serde_json::json!([]), "{out}");
+    assert_eq!(out["temp_files"], serde_json::json!([]));
+    assert!(out["files"]["sli"].as_u64().unwrap() >= 1, "{out}");
+    for reader in ["duckdb", "pyarrow"] {
+        let per = &out[reader]["per_service"];
+        assert_eq!(
+            per.as_object().unwrap().len(),
+            expected.len(),
+            "{reader}: {per}"
+        );
+        for (s, (req, err)) in &expected {
+            assert!(*err > 0, "the scenario must include errors");
+            assert_eq!(per[s]["requests"].as_u64(), Some(*req), "{reader} {s}");
+            assert_eq!(per[s]["errors"].as_u64(), Some(*err), "{reader} {s}");
+        }
+    }
+    let duck = &out["duckdb"];
+    for row in duck["per_service_env"].as_array().unwrap() {
+        assert_eq!(row[1], "prod", "environment column: {row}");
+    }
+    assert_eq!(
+        duck["op_requests"].as_u64(),
+        Some(total),
+        "per-operation rows add up to the same requests"
+    );
+    assert!(duck["operations"].as_u64().unwrap() >= 2);
+
+    // Schema: names, types and nullability as SPEC §7, in both readers.
+    let duck_schema: Vec<(String, String)> = duck["schema"]["sli"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[0].as_str().unwrap().into(), c[1].as_str().unwrap().into()))
+        .collect();
+    let want: Vec<(String, String)> = SLI_SCHEMA
+        .iter()
+        .map(|c| (c.0.into(), c.1.into()))
+        .collect();
+    assert_eq!(duck_schema, want, "DuckDB schema");
+    let pa_schema: Vec<(String, String, bool)> = out["pyarrow"]["schema"]["sli"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().into(),
+                c[1].as_str().unwrap().into(),
+                c[2].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, bool)> = SLI_SCHEMA
+        .iter()
+        .map(|c| (c.0.into(), c.2.into(), c.3))
+        .collect();
+    assert_eq!(pa_schema, want, "pyarrow schema");
+    assert_eq!(
+        out["pyarrow"]["metadata"]["sli"]["momentum.schema_version"],
+        "1"
+    );
+    assert_eq!(out["pyarrow"]["metadata"]["sli"]["momentum.dataset"], "sli");
+
+    // Hive partitioning: DuckDB adds `date` from the folder, and it is window_start's date.
+    assert_eq!(duck["date_column_type"], "DATE", "{duck}");
+    assert!(!duck["dates"].as_array().unwrap().is_empty());
+    assert_eq!(duck["date_mismatches"].as_u64(), Some(0));
+    assert_eq!(out["pyarrow"]["partition_field"], "date");
+
+    // latency_good: present for checkout's rows (it has a latency objective), null for the
+    // others — checked through DuckDB directly.
+    let py = common::python().unwrap();
+    let q = format!(
+        "import duckdb; print(duckdb.sql(\"SELECT service_name, count(latency_good) FROM read_parquet('{dir}/sli/**/*.parquet') WHERE operation = '' GROUP BY 1 ORDER BY 1\").fetchall())"
+    );
+    let o = std::process::Command::new(py)
+        .args(["-c", &q])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("('payments', 0)"), "{text}");
+    assert!(text.contains("('search', 0)"), "{text}");
+    assert!(!text.contains("('checkout', 0)"), "{text}");
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One request: for each of `services`, one SERVER span per operation ending at `end`.
+fn minute_request(services: usize, ops: usize, end: u64, seq: &mut u64) -> Vec<u8> {
+    let resource_spans = (0..services)
+        .map(|s| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", &format!("svc-{s:03}"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..ops)
+                    .map(|o| {
+                        *seq += 1;
+                        Span {
+                            trace_id: seq.to_be_bytes().repeat(2),
+                            span_id: seq.to_be_bytes().to_vec(),
+                            name: format!("op-{o}"),
+                            kind: span::SpanKind::Server as i32,
+                            start_time_unix_nano: end - 1_000_000 * (1 + (*seq % 500)),
+                            end_time_unix_nano: end,
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+/// (temp files, finished files) in the partitions under `root`.
+fn scan(root: &Path) -> (Vec<PathBuf>, usize) {
+    let (mut tmp, mut done) = (Vec::new(), 0);
+    for ds in ["sli", "momentum", "events"] {
+        let Ok(parts) = std::fs::read_dir(root.join(ds)) else {
+            continue;
+        };
+        for part in parts.flatten() {
+            let Ok(files) = std::fs::read_dir(part.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
+                    tmp.push(f.path());
+                } else if name.ends_with(".parquet") {
+                    done += 1;
+                }
+            }
+        }
+    }
+    (tmp, done)
+}
+
+fn temp_files(root: &Path) -> Vec<PathBuf> {
+    scan(root).0
+}
+
+/// POST of an OTLP/protobuf body; the status, or None when the connection dies (the
+/// process was killed mid-request).
+fn post_protobuf(addr: &str, body: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let line = String::from_utf8_lossy(&raw[..raw.len().min(32)]).into_owned();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+const MIN_NS: u64 = 60_000_000_000;
+
+/// Replays history at full speed from many series so the writer is busy with 64k-row files,
+/// kills the process with SIGKILL the moment a temp file is seen being written, and checks
+/// that every finished file opens and that the next start removes the temp file.
+#[test]
+fn kill_9_during_heavy_writing_leaves_only_whole_files() {
+    let archive = tempfile::tempdir().unwrap();
+    let yaml = archive_yaml(archive.path(), "pipeline: { shards: 2 }\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // 250 services × 8 operations: 2,250 sli rows per minute of event time, a 64k-row flush
+    // every ~29 minutes of history; 12 hours of history give ~25 files of 64k rows.
+    let (services, ops) = (250usize, 8usize);
+    let mut minute = now / MIN_NS * MIN_NS - 12 * 60 * MIN_NS;
+    let mut seq = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut caught = None;
+    let mut attempts = 0;
+    while caught.is_none() && Instant::now() < deadline && attempts < 6 {
+        attempts += 1;
+        let mut p = Proc::start(&yaml);
+        assert!(
+            temp_files(archive.path()).is_empty(),
+            "a start leaves no temp file behind"
+        );
+        // Once a few files are finished, the watcher kills the moment a temp file exists.
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = p.child.id();
+        let root = archive.path().to_path_buf();
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (tmp, done) = scan(&root);
+                    if !tmp.is_empty() && done >= 2 {
+                        let _ = std::process::Command::new("kill")
+                            .args(["-KILL", &pid.to_string()])
+                            .status();
+                        return Some(tmp);
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                None
+            })
+        };
+        let mut sent_minutes = 0;
+        while !watcher.is_finished() && minute + 3 * MIN_NS < now && Instant::now() < deadline {
+            let body = minute_request(services, ops, minute + 30_000_000_000, &mut seq);
+            match post_protobuf(&p.http, &body) {
+                Some(200) => {
+                    minute += MIN_NS;
+                    sent_minutes += 1;
+                }
+                // backpressure from a busy writer: retry the same minute
+                Some(503) => std::thread::sleep(Duration::from_millis(20)),
+                Some(other) => panic!("POST /v1/traces answered {other}"),
+                // the connection died with the process
+                None => break,
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        let status = wait_exit(&mut p.child, Duration::from_secs(30));
+        let left = temp_files(archive.path());
+        eprintln!(
+            "attempt {attempts}: {sent_minutes} minutes sent, saw {:?}, after exit {status}: {} temp files",
+            seen.as_ref().map(|v| v.len()),
+            left.len()
+        );
+        if seen.is_some() && !left.is_empty() {
+            caught = Some(left);
+        }
+        if minute + 3 * MIN_NS >= now {
+            break;
+        }
+    }
+    let caught = caught.expect("no kill landed while a file was being written");
+
+    let dir = archive.path().to_str().unwrap();
+    let out = run_py_bounded("read_archive.py", &["--dir", dir, "--all-files"], 180);
+    assert_eq!(out["unreadable"], serde_json::json!([]), "{out}");
+    assert_eq!(out["ok"], true, "{out}");
+    eprintln!(
+        "after the kill: {} sli files, {} rows, {} temp files",
+        out["files"]["sli"],
+        out["rows_in_all_files"],
+        caught.len()
+    );
+    assert!(out["files"]["sli"].as_u64().unwrap() >= 2, "{out}");
+    assert!(
+        out["rows_in_all_files"].as_u64().unwrap() >= 65_536,
+        "{out}"
+    );
+    assert_eq!(
+        out["temp_files"].as_array().unwrap().len(),
+        caught.len(),
+        "DuckDB globs and the temp files are disjoint: {out}"
+    );
+
+    // The next start removes the temp files before it is ready.
+    let p = Proc::start(&yaml);
+    for t in &caught {
+        assert!(!t.exists(), "{} survived a restart", t.display());
+    }
+    assert!(temp_files(archive.path()).is_empty());
+    let m = p.metrics();
+    assert_eq!(
+        metric(&m, "momentum_archive_failures_total", &[]),
+        Some(0.0)
+    );
+    assert!(p.stop().success());
+}
+
+/// The self-metrics of the writer appear on /metrics from the start.
+#[test]
+fn archive_self_metrics_are_exposed() {
+    let archive = tempfile::tempdir().unwrap();
+    let p = Proc::start(&archive_yaml(archive.path(), ""));
+    let m = p.metrics();
+    for name in [
+        "momentum_archive_files_written_total",
+        "momentum_archive_failures_total",
+        "momentum_archive_dropped_rows_total",
+        "momentum_archive_queue_depth",
+        "momentum_archive_blocked_seconds_total",
+        "momentum_archive_write_seconds_total",
+        "momentum_archive_written_bytes_total",
+    ] {
+        assert_eq!(metric(&m, name, &[]), Some(0.0), "{name}");
+    }
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_archive_rows_written_total",
+            &[("dataset", "sli")]
+        ),
+        Some(0.0)
+    );
+    assert!(p.stop().success());
+}
