@@ -144,9 +144,8 @@ fn bench(c: &mut Criterion) {
     let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
     let mut shard = ShardCore::new(set, shared);
     let bodies: Vec<_> = (0..40).map(|_| Bytes::from(request(5, now))).collect();
-    for (k, b) in bodies.iter().enumerate() {
+    for b in &bodies {
         let mut batch = decode_traces(b.clone(), &opts).unwrap();
-        let _ = k;
         let hashes: Vec<u64> = batch
             .resources
             .iter()

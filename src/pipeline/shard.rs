@@ -188,7 +188,7 @@ impl ShardCore {
             );
             let pid = self.pair_for(ns, name, env, hash, now, floor, &mut tally);
             let resource_cicd = r.ext.flags & flags::CICD_PIPELINE != 0;
-            self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
             let (mut first, mut last) = (u64::MAX, 0u64);
             let rare = r.ext.flags & (flags::CICD_RESULT | flags::DEPLOYMENT) != 0;
             for s in batch.spans_of(r) {
@@ -304,7 +304,7 @@ impl ShardCore {
                 floor,
                 &mut tally,
             );
-            self.advance(pid, floor.max(self.pairs[pid as usize].clock), now);
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
             for pt in &pp.points {
                 if pt.time_ns > now + self.set.skew || pt.time_ns < pt.start_ns {
                     invalid += 1;
@@ -319,7 +319,7 @@ impl ShardCore {
                     continue;
                 }
                 let (requests, good) = self.streams.delta(pt, start);
-                self.advance(pid, pt.time_ns.min(now), now);
+                self.advance(pid, pt.time_ns.min(now));
                 let set = &self.set;
                 let p = &mut self.pairs[pid as usize];
                 let wm = p.clock.saturating_sub(set.lateness);
@@ -367,7 +367,7 @@ impl ShardCore {
         if end > p.clock {
             let c = end.min(now);
             if c > p.clock {
-                self.advance(pid, c, now);
+                self.advance(pid, c);
             }
         }
         let p = &mut self.pairs[pid as usize];
@@ -421,7 +421,7 @@ impl ShardCore {
 
     /// Moves a pair's clock forward to `clock` (never back), closing what falls behind
     /// the watermark.
-    fn advance(&mut self, pid: u32, clock: u64, _now: u64) {
+    fn advance(&mut self, pid: u32, clock: u64) {
         let lateness = self.set.lateness;
         let p = &mut self.pairs[pid as usize];
         if clock <= p.clock {
@@ -552,10 +552,7 @@ impl ShardCore {
     }
 
     fn op_for(&mut self, pid: u32, name: &[u8], now: u64, tally: &mut Tally) -> u32 {
-        let mut h = rustc_hash::FxHasher::default();
-        std::hash::Hasher::write(&mut h, name);
-        std::hash::Hasher::write_u32(&mut h, pid);
-        let hash = std::hash::Hasher::finish(&h);
+        let hash = op_hash(pid, name);
         let ops = &self.ops;
         if let Some(&oid) = self.op_index.find(hash, |&i| {
             ops[i as usize]
@@ -616,7 +613,7 @@ impl ShardCore {
         let fleet = self.shared.fleet.read(now, self.set.lateness);
         let floor = fleet.saturating_sub(self.set.lateness);
         for pid in 0..self.pairs.len() as u32 {
-            self.advance(pid, floor, now);
+            self.advance(pid, floor);
         }
         let idle = self.set.series_idle;
         let mut expired = 0usize;
@@ -907,7 +904,6 @@ pub async fn run(
 impl ShardCore {
     /// Closes every open bucket of every series (shutdown).
     pub fn close_all(&mut self) {
-        let now = self.shared.clock.now_ns();
         for pid in 0..self.pairs.len() as u32 {
             let far = self.pairs[pid as usize].clock + self.set.lateness + self.set.skew + 1;
             let p = &mut self.pairs[pid as usize];
@@ -916,7 +912,6 @@ impl ShardCore {
                 m.close_upto(far);
             }
             close_series(p, &mut self.ops, &self.mapping, &mut self.rows, far);
-            let _ = now;
         }
     }
 }

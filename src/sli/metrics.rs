@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporality};
 use rustc_hash::{FxHashMap, FxHasher};
 
-use super::classify::{grpc_code_is_error, is_error};
+use super::classify::is_error;
 use crate::model::{rpc_code, status};
 use crate::pipeline::pair_hash;
 
@@ -95,7 +95,6 @@ pub fn point_is_error(attrs: &[KeyValue]) -> bool {
         Some("DATA_LOSS") => rpc_code::DATA_LOSS,
         Some(_) => rpc_code::OTHER,
     };
-    let _ = grpc_code_is_error;
     is_error(status::UNSET, http, grpc, rpc)
 }
 
