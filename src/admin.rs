@@ -185,6 +185,7 @@ fn delivery_json(p: &PairView) -> Value {
         "deploy_frequency_per_day": d.deploy_frequency,
         "change_failure_ratio": d.change_failure,
         "lead_time_median_seconds": nearest_rank(&d.lead_times, 0.5),
+        "deployments_in_lookback": d.deployments,
         "deployments_pending": d.pending,
         "deployments_succeeded_total": d.decided[0],
         "deployments_failed_total": d.decided[1],

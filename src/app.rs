@@ -21,6 +21,7 @@ use crate::export::otlp::OtlpPush;
 use crate::export::own_telemetry::OwnTelemetry;
 use crate::export::push::BuildError;
 use crate::export::remote_write::RemoteWrite;
+use crate::pipeline::checkpoint::{self, Checkpoint, PairState};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
 use crate::pipeline::{Settings, Shared};
@@ -79,7 +80,113 @@ pub struct App {
     archive_writer: JoinHandle<()>,
     /// archive writer self-metrics
     pub archive_stats: Arc<ArchiveStats>,
+    checkpoint_stop: watch::Sender<bool>,
+    checkpointer: JoinHandle<Checkpointer>,
     shutdown_timeout: Duration,
+}
+
+/// Writes the state checkpoint (see [`crate::pipeline::checkpoint`]).
+struct Checkpointer {
+    router: Arc<Router>,
+    shared: Arc<Shared>,
+    stats: Arc<ArchiveStats>,
+    dir: std::path::PathBuf,
+    lookback: u64,
+}
+
+impl Checkpointer {
+    /// Writes `pairs` and the revision index (pruned to the delivery lookback: a
+    /// revision whose pipeline ran longer ago can no longer give a lead time inside it).
+    async fn save(&self, pairs: Vec<PairState>) {
+        let fleet = self.shared.fleet.newest();
+        let horizon = fleet.saturating_sub(self.lookback);
+        self.shared.revisions.retain(|_, start| *start >= horizon);
+        let revisions = self
+            .shared
+            .revisions
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        let c = Checkpoint {
+            saved_ns: self.shared.clock.now_ns(),
+            fleet_ns: fleet,
+            pairs,
+            revisions,
+        };
+        let dir = self.dir.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::save(&dir, &c)).await {
+            Ok(Ok(_)) => {
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("state checkpoint not written: {e}");
+            }
+            Err(e) => tracing::error!("state checkpoint task failed: {e}"),
+        }
+    }
+}
+
+/// Writes a checkpoint every `every` until `stop`; hands the checkpointer back for the
+/// final one at shutdown.
+async fn checkpoint_loop(
+    c: Checkpointer,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Checkpointer {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let pairs = c.router.checkpoint().await;
+                c.save(pairs).await;
+            }
+            _ = stop.changed() => return c,
+        }
+    }
+}
+
+/// Reads the state checkpoint under the archive dir, seeds the revision index and
+/// returns the pairs for the shards. A missing checkpoint is a first start; an unreadable
+/// one is set aside and logged, and the process starts empty.
+async fn restore_checkpoint(
+    dir: &std::path::Path,
+    shared: &Shared,
+    stats: &ArchiveStats,
+) -> Vec<PairState> {
+    let d = dir.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || checkpoint::load(&d))
+        .await
+        .unwrap_or_else(|e| {
+            Err(checkpoint::CheckpointError::Format {
+                path: checkpoint::path(dir),
+                why: e.to_string(),
+            })
+        });
+    match loaded {
+        Ok(Some(c)) => {
+            for (rev, start) in c.revisions {
+                shared.revisions.insert(rev, start);
+            }
+            stats
+                .pairs_restored
+                .fetch_add(c.pairs.len() as u64, Ordering::Relaxed);
+            tracing::info!(
+                pairs = c.pairs.len(),
+                "restored the state checkpoint written at {} ns",
+                c.saved_ns
+            );
+            c.pairs
+        }
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("state checkpoint not restored, starting empty: {e}");
+            Vec::new()
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -130,13 +237,28 @@ impl App {
         let archive_stats = Arc::new(ArchiveStats::default());
         let (archive_tx, archive_writer) =
             archive::writer::start(&config.archive, archive_stats.clone())?;
+        let archive_dir = config.archive.dir.clone();
+        let restored = restore_checkpoint(&archive_dir, &shared, &archive_stats).await;
         let (router, shards) = Router::start(
             n,
             set.clone(),
             shared.clone(),
             Duration::from_millis(500),
             Some(archive_tx.clone()),
+            restored,
         );
+        let (checkpoint_stop, checkpoint_rx) = watch::channel(false);
+        let checkpointer = tokio::spawn(checkpoint_loop(
+            Checkpointer {
+                router: router.clone(),
+                shared: shared.clone(),
+                stats: archive_stats.clone(),
+                dir: archive_dir.clone(),
+                lookback: set.lookback,
+            },
+            Duration::from_nanos(config.archive.window.as_nanos().max(10_000_000_000)),
+            checkpoint_rx,
+        ));
         let refused = Arc::new(RefusalCounters::default());
         let rx = Arc::new(Receiver::new(
             router.clone(),
@@ -223,6 +345,8 @@ impl App {
             archive_tx,
             archive_writer,
             archive_stats,
+            checkpoint_stop,
+            checkpointer,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
@@ -240,9 +364,15 @@ impl App {
             for s in self.servers {
                 let _ = s.await;
             }
-            self.router.shutdown().await;
+            // The periodic checkpoint stops first, so it cannot overwrite the final one.
+            let _ = self.checkpoint_stop.send(true);
+            let checkpointer = self.checkpointer.await;
+            let pairs = self.router.shutdown().await;
             for s in self.shards {
                 let _ = s.await;
+            }
+            if let Ok(c) = checkpointer {
+                c.save(pairs).await;
             }
             // The shards have handed their last rows over and dropped their senders; ours
             // is the last, and dropping it lets the writer flush and finish.

@@ -66,6 +66,8 @@ pub struct DeliveryView {
     pub lead_sum_s: f64,
     /// cumulative lead-time count
     pub lead_count: u64,
+    /// deployments (rollbacks included) over the lookback
+    pub deployments: usize,
     /// deployments recorded, not yet decided
     pub pending: usize,
     /// decided since the process started: succeeded, failed

@@ -173,6 +173,37 @@ fn sigterm_leaves_an_archive_that_duckdb_and_pyarrow_read_exactly() {
     );
     assert_eq!(out["pyarrow"]["metadata"]["sli"]["momentum.dataset"], "sli");
 
+    // The momentum data set: one row per (service, archive window), SPEC §7 columns.
+    let names: Vec<&str> = duck["schema"]["momentum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no momentum files: {out}"))
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "window_start",
+            "window_end",
+            "service_name",
+            "environment",
+            "index",
+            "throughput",
+            "lead_time",
+            "stability",
+            "recovery",
+            "reliability",
+            "deploy_frequency_per_day",
+            "lead_time_s",
+            "change_failure_ratio",
+            "time_to_restore_s",
+            "availability_5m",
+            "burn_rate_1h",
+            "error_budget_remaining",
+        ]
+    );
+    assert!(duck["rows"]["momentum"].as_u64().unwrap() >= expected.len() as u64);
+
     // Hive partitioning: DuckDB adds `date` from the folder, and it is window_start's date.
     assert_eq!(duck["date_column_type"], "DATE", "{duck}");
     assert!(!duck["dates"].as_array().unwrap().is_empty());
@@ -425,4 +456,225 @@ fn archive_self_metrics_are_exposed() {
         Some(0.0)
     );
     assert!(p.stop().success());
+}
+
+/// One request of `n` SERVER spans of `shop` (prod) at `version`, ending at `end`; the
+/// first `errors` are errors; `deployment` adds an explicit record (id, status) on a span.
+fn shop_request(
+    version: &str,
+    end: u64,
+    n: usize,
+    errors: usize,
+    deployment: Option<(&str, &str)>,
+    seq: &mut u64,
+) -> Vec<u8> {
+    use opentelemetry_proto::tonic::trace::v1::Status;
+    let spans = (0..n)
+        .map(|i| {
+            *seq += 1;
+            let mut attributes = vec![];
+            if let (0, Some((id, status))) = (i, deployment) {
+                attributes.push(kv("deployment.id", id));
+                attributes.push(kv("deployment.status", status));
+            }
+            Span {
+                trace_id: seq.to_be_bytes().repeat(2),
+                span_id: seq.to_be_bytes().to_vec(),
+                name: "GET /cart".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: end - 20_000_000,
+                end_time_unix_nano: end,
+                attributes,
+                status: (i < errors).then(|| Status {
+                    code: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "shop"),
+                    kv("deployment.environment.name", "prod"),
+                    kv("service.version", version),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The API document of shop/prod once `until` accepts it (snapshots are published on
+/// the shard tick), or the last one after 30 s.
+fn shop_api(p: &Proc, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, body) = p.admin_get("/api/v1/services/shop?environment=prod");
+        if s == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if until(&v) || Instant::now() > deadline {
+                return v;
+            }
+        } else {
+            assert!(Instant::now() < deadline, "{s} {body}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Restart without amnesia (SPEC §7): 90 minutes of history with two deployments (one
+/// failed by its explicit record) and a burst of errors, SIGTERM, start again on the same
+/// archive dir. The error budget, deploy frequency, change failure ratio and running
+/// version are the same after the restart; counters start at 0; the running version is
+/// not a new deployment; the next version change is counted once; the archive holds one
+/// `deployment` row per decided deployment, with its result, and `momentum` rows.
+#[test]
+fn restart_keeps_error_budget_deployments_and_change_failure() {
+    let archive = tempfile::tempdir().unwrap();
+    let yaml = archive_yaml(
+        archive.path(),
+        "slos:\n  - service: shop\n    objectives: { availability: 99 }\ndelivery: { change_failure_window: 2m, rollback_quiet_period: 1m }\n",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // History: minute m of 90, the last ending 1 s before a minute boundary at least 5 s
+    // in the past (so the spans after the restart, from that boundary on, are not in the
+    // future); v1, then v2 from minute 30, v3 from minute 60 (with an explicit failed
+    // record); 1 error a minute in 40..45.
+    let last = (now - 5_000_000_000) / MIN_NS * MIN_NS - 1_000_000_000;
+    let t0 = last - 89 * MIN_NS;
+    let mut seq = 0u64;
+    let p = Proc::start(&yaml);
+    for m in 0..90u64 {
+        let version = ["v1", "v2", "v3"][(m / 30) as usize];
+        let errors = usize::from((40..45).contains(&m));
+        let dep = (m == 60).then_some(("d-3", "failed"));
+        let body = shop_request(version, t0 + m * MIN_NS, 10, errors, dep, &mut seq);
+        assert_eq!(post_protobuf(&p.http, &body), Some(200));
+    }
+    let m = p.wait_metrics(30, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(900.0)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_late_spans_total", &[]),
+        Some(0.0)
+    );
+    // Both deployments are decided once the clock is 3 minutes past v3's first span.
+    let before = shop_api(&p, |v| {
+        v["requests_total"] == 900 && v["delivery"]["deployments_pending"] == 0
+    });
+    let d = &before["delivery"];
+    assert_eq!(d["deployments_in_lookback"], 2, "{d}");
+    assert_eq!(d["deployments_pending"], 0, "{d}");
+    assert_eq!(d["deployments_succeeded_total"], 1, "{d}");
+    assert_eq!(d["deployments_failed_total"], 1, "{d}");
+    assert_eq!(d["change_failure_ratio"], 0.5, "{d}");
+    assert_eq!(d["current_version"], "v3", "{d}");
+    let budget = before["slo"]["objectives"][0]["error_budget_remaining"]
+        .as_f64()
+        .unwrap();
+    // Evaluated at the last 10 s boundary the clock passed: the newest minute's spans end
+    // after it, so 890 requests, 5 errors, against a 1% budget.
+    assert!((budget - (1.0 - 5.0 / 8.9)).abs() < 1e-12, "{budget}");
+    let freq = d["deploy_frequency_per_day"].as_f64().unwrap();
+    let clock = before["clock_unix_nano"].as_u64().unwrap();
+    assert_eq!(clock, last, "the pair's clock is its newest span");
+    assert!((freq - 2.0 / ((clock - t0) as f64 / 86_400e9)).abs() < 1e-9);
+    assert!(p.stop().success());
+
+    // Restart on the same archive dir, before any new traffic.
+    let p = Proc::start(&yaml);
+    let m = p.metrics();
+    assert_eq!(
+        metric(&m, "momentum_archive_restored_pairs_total", &[]),
+        Some(1.0)
+    );
+    let after = shop_api(&p, |_| true);
+    let a = &after["delivery"];
+    assert_eq!(after["clock_unix_nano"].as_u64(), Some(clock));
+    assert_eq!(
+        after["slo"]["objectives"][0]["error_budget_remaining"].as_f64(),
+        Some(budget),
+        "the 30-day error budget survives the restart"
+    );
+    assert_eq!(a["deploy_frequency_per_day"].as_f64(), Some(freq));
+    assert_eq!(a["change_failure_ratio"], 0.5);
+    assert_eq!(a["deployments_in_lookback"], 2);
+    assert_eq!(a["current_version"], "v3");
+    assert_eq!(after["windows"]["1h"]["requests"], 600, "{after}");
+    // Counters restart at 0 with the process (SPEC §6); the state behind gauges does not.
+    assert_eq!(a["deployments_succeeded_total"], 0);
+    assert_eq!(after["requests_total"], 0);
+
+    // The running version reports again: not a deployment. Then v4: one deployment,
+    // however many requests carry it. Shutdown closed up to the end of the archive window
+    // holding the last span, so new spans start at the next one.
+    let next = (last / MIN_NS + 1) * MIN_NS;
+    for (i, v) in ["v3", "v4", "v4"].iter().enumerate() {
+        let body = shop_request(v, next + i as u64 * 1_000_000_000, 10, 0, None, &mut seq);
+        assert_eq!(post_protobuf(&p.http, &body), Some(200));
+    }
+    let m = p.wait_metrics(30, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(30.0)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_late_spans_total", &[]),
+        Some(0.0)
+    );
+    let v = shop_api(&p, |v| v["requests_total"] == 30);
+    let d = &v["delivery"];
+    assert_eq!(d["deployments_in_lookback"], 3, "{d}");
+    assert_eq!(d["deployments_pending"], 1, "{d}");
+    assert_eq!(d["current_version"], "v4");
+    assert_eq!(v["windows"]["slo"]["requests"], 930, "{v}");
+    assert!(p.stop().success());
+
+    // The archive: one row per decided deployment with its result (v4 is still pending,
+    // carried by the checkpoint), and momentum rows with the index inputs.
+    let dir = archive.path().to_str().unwrap();
+    let py = common::python().unwrap();
+    let q = format!(
+        "import duckdb\n\
+         print(duckdb.sql(\"SELECT version, previous_version, result FROM read_parquet('{dir}/events/**/*.parquet', hive_partitioning=true) WHERE kind = 'deployment' ORDER BY time\").fetchall())\n\
+         print(duckdb.sql(\"SELECT count(*), count(change_failure_ratio), count(error_budget_remaining), min(error_budget_remaining) FROM read_parquet('{dir}/momentum/**/*.parquet', hive_partitioning=true) WHERE service_name = 'shop' AND environment = 'prod'\").fetchall())\n\
+         print(duckdb.sql(\"SELECT sum(requests) FROM read_parquet('{dir}/sli/**/*.parquet', hive_partitioning=true) WHERE operation = ''\").fetchall())"
+    );
+    let o = std::process::Command::new(py)
+        .args(["-c", &q])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "[('v2', 'v1', 'succeeded'), ('v3', 'v2', 'failed')]",
+        "{text}"
+    );
+    let counts: Vec<f64> = lines[1]
+        .trim_matches(|c| "[()]".contains(c))
+        .split(", ")
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(
+        counts[0] >= 91.0,
+        "a momentum row per closed minute: {text}"
+    );
+    assert!(counts[1] >= 1.0, "{text}");
+    assert_eq!(counts[2], counts[0], "every row has the budget: {text}");
+    assert!(
+        counts[3] < 0.0,
+        "5 errors in the first 450 requests overspend a 1% budget: {text}"
+    );
+    assert_eq!(lines[2], "[(930,)]", "{text}");
 }

@@ -111,6 +111,10 @@ pub struct ArchiveStats {
     pub temp_files_removed: AtomicU64,
     /// partitions deleted by retention
     pub partitions_expired: AtomicU64,
+    /// state checkpoints written (`archive.dir/state/checkpoint.bin`)
+    pub checkpoints: AtomicU64,
+    /// pairs restored from the checkpoint at start
+    pub pairs_restored: AtomicU64,
     queue: OnceLock<mpsc::WeakSender<ArchiveMsg>>,
 }
 

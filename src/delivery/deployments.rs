@@ -31,7 +31,7 @@ pub struct Rules {
 }
 
 /// How a deployment ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// not decided yet
     Pending,
@@ -42,7 +42,7 @@ pub enum Outcome {
 }
 
 /// One deployment (a rollback is one too).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Deployment {
     /// when (event time)
     pub time: u64,
@@ -66,7 +66,7 @@ pub struct Deployment {
     pub rolled_back: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Version {
     name: Arc<str>,
     first_seen: u64,
@@ -76,7 +76,7 @@ struct Version {
 }
 
 /// One pipeline run.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
     /// end time
     pub end: u64,
@@ -89,7 +89,7 @@ pub struct Run {
 }
 
 /// Per pipeline name.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pipeline {
     /// runs by result since the process started
     pub by_result: Vec<(String, u64)>,
@@ -103,7 +103,7 @@ pub struct Pipeline {
 }
 
 /// The delivery state of one pair.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     versions: Vec<Version>,
     /// the version considered running (the latest deployed)
@@ -140,6 +140,29 @@ fn event(time: u64, who: (&Arc<str>, &Arc<str>), kind: &'static str) -> EventRow
     }
 }
 
+/// The `deployment` or `rollback` event of a decided deployment.
+fn deployment_event(d: &Deployment, who: (&Arc<str>, &Arc<str>)) -> EventRow {
+    let kind = if d.rollback { "rollback" } else { "deployment" };
+    let mut e = event(d.time, who, kind);
+    e.version = Some(d.version.to_string()).filter(|v| !v.is_empty());
+    e.previous_version = d.previous.as_ref().map(|v| v.to_string());
+    e.result = match d.outcome {
+        Outcome::Pending => None,
+        Outcome::Succeeded => Some("succeeded".into()),
+        Outcome::Failed => Some("failed".into()),
+    };
+    let mut attrs = format!("{{\"revision\":{}", json_str(&d.revision));
+    if let Some(id) = &d.id {
+        attrs.push_str(&format!(",\"deployment.id\":{}", json_str(id)));
+    }
+    if let Some(l) = d.lead_time {
+        attrs.push_str(&format!(",\"lead_time_s\":{}", l as f64 * 1e-9));
+    }
+    attrs.push('}');
+    e.attributes = attrs;
+    e
+}
+
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
@@ -147,15 +170,7 @@ fn json_str(s: &str) -> String {
 impl Delivery {
     /// A resource of this pair reported `version` with spans ending in `[first, last]`.
     /// Returns true when it records a (version-change) deployment.
-    pub fn observe_version(
-        &mut self,
-        version: &str,
-        first: u64,
-        last: u64,
-        r: &Rules,
-        who: (&Arc<str>, &Arc<str>),
-        events: &mut Vec<EventRow>,
-    ) -> bool {
+    pub fn observe_version(&mut self, version: &str, first: u64, last: u64, r: &Rules) -> bool {
         if self.first_seen == 0 || first < self.first_seen {
             self.first_seen = first;
         }
@@ -213,8 +228,6 @@ impl Delivery {
                 rolled_back: false,
             },
             r,
-            who,
-            events,
         );
         true
     }
@@ -230,8 +243,6 @@ impl Delivery {
         version: &str,
         revision: Option<&str>,
         r: &Rules,
-        who: (&Arc<str>, &Arc<str>),
-        events: &mut Vec<EventRow>,
     ) {
         // Repeated records of one deployment.id are one deployment.
         if let Some(id) = id {
@@ -288,32 +299,13 @@ impl Delivery {
                 rolled_back: false,
             },
             r,
-            who,
-            events,
         );
     }
 
-    fn record(
-        &mut self,
-        d: Deployment,
-        r: &Rules,
-        who: (&Arc<str>, &Arc<str>),
-        events: &mut Vec<EventRow>,
-    ) {
-        let mut e = event(
-            d.time,
-            who,
-            if d.rollback { "rollback" } else { "deployment" },
-        );
-        e.version = Some(d.version.to_string()).filter(|v| !v.is_empty());
-        e.previous_version = d.previous.as_ref().map(|v| v.to_string());
-        let mut attrs = format!("{{\"revision\":{}", json_str(&d.revision));
-        if let Some(id) = &d.id {
-            attrs.push_str(&format!(",\"deployment.id\":{}", json_str(id)));
-        }
-        attrs.push('}');
-        e.attributes = attrs;
-        events.push(e);
+    /// Records a deployment. Its `deployment` (or `rollback`) event is written once it is
+    /// decided, with the result: archive rows are immutable, and one row per deployment
+    /// with its outcome is what `momentum report` and a DuckDB query want.
+    fn record(&mut self, d: Deployment, r: &Rules) {
         self.deployments.push_back(d);
         self.trim(r);
     }
@@ -344,7 +336,7 @@ impl Delivery {
         who: (&Arc<str>, &Arc<str>),
         events: &mut Vec<EventRow>,
     ) {
-        self.detect_rollback(clock, r, who, events);
+        self.detect_rollback(clock, r);
         for d in self.deployments.iter_mut() {
             if d.lead_time.is_none() && d.time + r.lookback >= clock {
                 if let Some(start) = revisions.get(&d.revision).map(|v| *v) {
@@ -371,18 +363,13 @@ impl Delivery {
                 Outcome::Succeeded
             };
             self.decided[usize::from(failed)] += 1;
+            events.push(deployment_event(d, who));
         }
         self.trim(r);
     }
 
     /// A superseded version that becomes the only one reporting again is a rollback.
-    fn detect_rollback(
-        &mut self,
-        clock: u64,
-        r: &Rules,
-        who: (&Arc<str>, &Arc<str>),
-        events: &mut Vec<EventRow>,
-    ) {
+    fn detect_rollback(&mut self, clock: u64, r: &Rules) {
         let Some(cur) = self.current.clone() else {
             return;
         };
@@ -428,8 +415,6 @@ impl Delivery {
                 rolled_back: false,
             },
             r,
-            who,
-            events,
         );
     }
 
@@ -567,6 +552,22 @@ impl Delivery {
 }
 
 impl Delivery {
+    /// The state restored from a checkpoint: everything behind the gauges and lookback
+    /// values is kept; counters restart at 0 (SPEC §6).
+    pub fn restored(mut self) -> Self {
+        self.decided = [0; 2];
+        self.rollbacks = 0;
+        self.pipeline_overflow = 0;
+        self.lead_sum_s = 0.0;
+        self.lead_count = 0;
+        for (_, p) in self.pipelines.iter_mut() {
+            p.by_result.clear();
+            p.duration_sum_s = 0.0;
+            p.duration_count = 0;
+        }
+        self
+    }
+
     /// The snapshot of this pair's delivery signals at `clock`.
     pub fn view(&self, clock: u64, r: &Rules) -> crate::view::DeliveryView {
         let pipelines = self
@@ -594,6 +595,11 @@ impl Delivery {
             lead_times: self.lead_times(clock, r),
             lead_sum_s: self.lead_sum_s,
             lead_count: self.lead_count,
+            deployments: self
+                .deployments
+                .iter()
+                .filter(|d| d.time + r.lookback >= clock)
+                .count(),
             pending: self.pending(),
             decided: self.decided,
             rollbacks: self.rollbacks,

@@ -512,7 +512,9 @@ fn archive_families(out: &mut Vec<Family>, t: &Telemetry) {
         );
     }
     out.push(f);
-    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 5] = [
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 7] = [
+        ("momentum.archive.checkpoints", "momentum_archive_checkpoints_total", "{checkpoint}", "State checkpoints written (the state a restart restores).", get(&a.checkpoints)),
+        ("momentum.archive.restored_pairs", "momentum_archive_restored_pairs_total", "{pair}", "(service, environment) pairs restored from the state checkpoint at start.", get(&a.pairs_restored)),
         ("momentum.archive.written_bytes", "momentum_archive_written_bytes_total", "By", "Bytes of the Parquet files written to the archive.", get(&a.bytes_written)),
         ("momentum.archive.failures", "momentum_archive_failures_total", "{failure}", "Archive operations that failed (write, rename, fsync, removal); each is logged with its path.", get(&a.failures)),
         ("momentum.archive.dropped_rows", "momentum_archive_dropped_rows_total", "{row}", "Rows lost because their archive file could not be written.", get(&a.rows_dropped)),

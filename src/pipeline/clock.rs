@@ -75,6 +75,11 @@ impl FleetClock {
         self.newest_event.fetch_max(newest, Ordering::Relaxed);
     }
 
+    /// The newest event time aggregated (0 before the first).
+    pub fn newest(&self) -> u64 {
+        self.newest_event.load(Ordering::Relaxed)
+    }
+
     /// F at wall time `now`.
     pub fn read(&self, now: u64, allowed_lateness: u64) -> u64 {
         let newest = self.newest_event.load(Ordering::Relaxed).min(now);

@@ -2,6 +2,7 @@
 //! of that pair. Receivers hand owned batches to the router; nothing on this path
 //! takes a lock.
 
+pub mod checkpoint;
 pub mod clock;
 pub mod router;
 pub mod shard;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::PairState;
 use super::shard::{self, ShardCore, ShardMsg};
 use super::{pair_hash, shard_of, Settings, Shared};
 use crate::model::{ResourceRec, TraceBatch};
@@ -38,20 +39,28 @@ pub struct Router {
 
 impl Router {
     /// Starts `n` shard tasks on the current runtime, publishing snapshots every `tick`.
+    /// `restored` pairs (from the state checkpoint) go to the shards their hashes route to.
     pub fn start(
         n: usize,
         set: Arc<Settings>,
         shared: Arc<Shared>,
         tick: std::time::Duration,
         archive: Option<crate::archive::ArchiveSender>,
+        restored: Vec<PairState>,
     ) -> (Arc<Router>, Vec<tokio::task::JoinHandle<()>>) {
+        let n = n.max(1);
         let mut shards = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
-        for _ in 0..n.max(1) {
+        let mut per_shard: Vec<Vec<PairState>> = (0..n).map(|_| Vec::new()).collect();
+        for p in restored {
+            per_shard[shard_of(p.hash, n)].push(p);
+        }
+        for mine in per_shard {
             let (tx, rx) = mpsc::unbounded_channel();
             let queued = Arc::new(AtomicU64::new(0));
             let view = Arc::new(ArcSwap::from_pointee(ShardView::default()));
-            let core = ShardCore::new(set.clone(), shared.clone());
+            let mut core = ShardCore::new(set.clone(), shared.clone());
+            core.restore(mine);
             tasks.push(tokio::spawn(shard::run(
                 core,
                 rx,
@@ -238,15 +247,21 @@ impl Router {
     /// Waits until every shard has processed what was queued before this call and
     /// published a fresh snapshot.
     pub async fn flush(&self) {
-        self.each(ShardMsg::Flush).await
+        self.each(ShardMsg::Flush).await;
     }
 
-    /// Drains every queue, closes every open bucket and stops the shards.
-    pub async fn shutdown(&self) {
-        self.each(ShardMsg::Shutdown).await
+    /// The state of every pair of every shard (the state checkpoint).
+    pub async fn checkpoint(&self) -> Vec<PairState> {
+        self.each(ShardMsg::Checkpoint).await.concat()
     }
 
-    async fn each(&self, msg: fn(oneshot::Sender<()>) -> ShardMsg) {
+    /// Drains every queue, closes every open bucket and stops the shards; answers with
+    /// the final state of every pair.
+    pub async fn shutdown(&self) -> Vec<PairState> {
+        self.each(ShardMsg::Shutdown).await.concat()
+    }
+
+    async fn each<T>(&self, msg: fn(oneshot::Sender<T>) -> ShardMsg) -> Vec<T> {
         let mut acks = Vec::new();
         for s in &self.shards {
             let (tx, rx) = oneshot::channel();
@@ -254,9 +269,13 @@ impl Router {
                 acks.push(rx);
             }
         }
+        let mut out = Vec::with_capacity(acks.len());
         for a in acks {
-            let _ = a.await;
+            if let Ok(v) = a.await {
+                out.push(v);
+            }
         }
+        out
     }
 }
 

@@ -10,8 +10,9 @@ use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::PairState;
 use super::{pair_hash, Settings, Shared};
-use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, SliRow};
+use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, MomentumRow, SliRow};
 use crate::delivery::deployments::Delivery;
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
@@ -48,8 +49,11 @@ pub enum ShardMsg {
     },
     /// Process everything queued before this message, publish a snapshot, then answer.
     Flush(oneshot::Sender<()>),
-    /// Process everything queued, close every open bucket, publish, answer and stop.
-    Shutdown(oneshot::Sender<()>),
+    /// Answer with the state of every pair (the state checkpoint).
+    Checkpoint(oneshot::Sender<Vec<PairState>>),
+    /// Process everything queued, close every open bucket, publish, answer with the state
+    /// of every pair and stop.
+    Shutdown(oneshot::Sender<Vec<PairState>>),
 }
 
 struct Pair {
@@ -132,6 +136,8 @@ pub struct ShardCore {
     rows: Vec<SliRow>,
     /// events (alerts, incidents…) waiting to be handed to the archive writer
     events: Vec<EventRow>,
+    /// closed `momentum` rows waiting to be handed to the archive writer
+    momentum: Vec<MomentumRow>,
     /// cumulative → delta state of metric streams
     streams: Streams,
 }
@@ -156,6 +162,7 @@ impl ShardCore {
             scratch: Sketch::default(),
             rows: Vec::new(),
             events: Vec::new(),
+            momentum: Vec::new(),
             streams: Streams::default(),
         }
     }
@@ -205,15 +212,8 @@ impl ShardCore {
             let version = r.version.as_str(buf);
             if last > 0 && !version.is_empty() && !self.pairs[pid as usize].unknown {
                 let p = &mut self.pairs[pid as usize];
-                let who = (&p.service, &p.environment);
-                p.delivery.observe_version(
-                    version,
-                    first,
-                    last,
-                    &self.set.delivery,
-                    who,
-                    &mut self.events,
-                );
+                p.delivery
+                    .observe_version(version, first, last, &self.set.delivery);
             }
         }
         self.shared.fleet.event(newest);
@@ -247,16 +247,8 @@ impl ShardCore {
                 .filter(|x| !x.is_empty())
                 .unwrap_or_else(|| r.version.as_str(buf));
             let revision = Some(pick(|e| e.revision)).filter(|x| !x.is_empty());
-            p.delivery.explicit(
-                s.end_ns,
-                id,
-                status,
-                version,
-                revision,
-                &set.delivery,
-                who,
-                &mut self.events,
-            );
+            p.delivery
+                .explicit(s.end_ns, id, status, version, revision, &set.delivery);
         }
         let is_task = flags_all & flags::CICD_TASK != 0;
         if flags_all & flags::CICD_RESULT != 0 && s.kind == crate::model::kind::SERVER && !is_task {
@@ -444,7 +436,7 @@ impl ShardCore {
             return;
         }
         p.next_close = (wm / crate::sli::window::MIN + 1) * crate::sli::window::MIN;
-        close_series(p, &mut self.ops, &self.mapping, &mut self.rows, wm);
+        let closed = close_series(p, &mut self.ops, &self.mapping, &mut self.rows, wm);
         let opened: Vec<u64> = p
             .slo
             .as_ref()
@@ -458,11 +450,123 @@ impl ShardCore {
             (&p.service, &p.environment),
             &mut self.events,
         );
+        if !closed.is_empty() {
+            self.momentum_rows(pid, &closed);
+        }
+    }
+
+    /// One `momentum` row per closed archive window of a pair: the index, its components
+    /// and the values behind them at the pair's clock when the window closed.
+    fn momentum_rows(&mut self, pid: u32, closed: &[(u64, u64)]) {
+        use crate::slo::nearest_rank;
+        let p = &self.pairs[pid as usize];
+        let d = delivery_view(p, &self.set);
+        let five = p
+            .source()
+            .window(5 * crate::sli::window::MIN, p.clock, u64::MAX);
+        let states = p.slo.as_ref().map(|s| &s.states[..]).unwrap_or_default();
+        let burn_1h = states.iter().map(|s| s.burn[2]).reduce(f64::max);
+        let budget = states.iter().map(|s| s.budget_remaining).reduce(f64::min);
+        let restores = p
+            .slo
+            .as_ref()
+            .map(|s| s.restores_sorted())
+            .unwrap_or_default();
+        let c = &d.components;
+        let row = MomentumRow {
+            window_start_ns: 0,
+            window_end_ns: 0,
+            service: p.service.clone(),
+            environment: p.environment.clone(),
+            index: d.index,
+            throughput: c.throughput,
+            lead_time: c.lead_time,
+            stability: c.stability,
+            recovery: c.recovery,
+            reliability: c.reliability,
+            deploy_frequency_per_day: d.deploy_frequency,
+            lead_time_s: nearest_rank(&d.lead_times, 0.5),
+            change_failure_ratio: d.change_failure,
+            time_to_restore_s: nearest_rank(&restores, 0.5),
+            availability_5m: (five.requests > 0)
+                .then(|| 1.0 - five.errors as f64 / five.requests as f64),
+            burn_rate_1h: burn_1h,
+            error_budget_remaining: budget,
+        };
+        for &(start, end) in closed {
+            self.momentum.push(MomentumRow {
+                window_start_ns: start,
+                window_end_ns: end,
+                ..row.clone()
+            });
+        }
     }
 
     /// Takes the archive rows closed since the last call.
     pub fn take_rows(&mut self) -> Vec<SliRow> {
         std::mem::take(&mut self.rows)
+    }
+
+    /// Takes the `momentum` rows closed since the last call.
+    pub fn take_momentum(&mut self) -> Vec<MomentumRow> {
+        std::mem::take(&mut self.momentum)
+    }
+
+    /// The state of every pair, for the state checkpoint.
+    pub fn save(&self) -> Vec<PairState> {
+        self.pairs
+            .iter()
+            .map(|p| PairState {
+                service: p.service.clone(),
+                environment: p.environment.clone(),
+                hash: p.hash,
+                clock: p.clock,
+                last_event: p.last_event,
+                last_metric: p.last_metric,
+                windows: p.windows.clone(),
+                mwindows: p.mwindows.clone(),
+                slo: p.slo.as_ref().map(SloState::save),
+                delivery: p.delivery.clone(),
+            })
+            .collect()
+    }
+
+    /// Takes back pairs saved by [`ShardCore::save`] (before any traffic). Counters start
+    /// at 0; windows saved with another `sli.resolution` are dropped (their buckets would
+    /// mean something else) and the pair starts them afresh.
+    pub fn restore(&mut self, states: Vec<PairState>) {
+        let now = self.shared.clock.now_ns();
+        let (res, longest) = (self.set.resolution, self.set.longest_window);
+        for st in states {
+            let overflow = st.hash == 0 && &*st.service == OVERFLOW;
+            if overflow && self.overflow_pair.is_some() {
+                continue;
+            }
+            let pid = self.new_pair(st.service, st.environment, st.hash, now, st.clock);
+            let p = &mut self.pairs[pid as usize];
+            match st.windows.refit(res, longest) {
+                Some(w) => p.windows = w,
+                None => tracing::warn!(
+                    service = &*p.service,
+                    "sli.resolution changed since the checkpoint: SLO windows start empty"
+                ),
+            }
+            p.mwindows = st.mwindows.and_then(|m| m.refit(res, longest));
+            p.last_event = st.last_event;
+            p.last_metric = st.last_metric;
+            if let (Some(slo), Some(saved)) = (p.slo.as_mut(), st.slo) {
+                slo.restore(saved);
+            }
+            p.delivery = st.delivery.restored();
+            if overflow {
+                self.overflow_pair = Some(pid);
+            } else {
+                self.shared.pairs.fetch_add(1, Ordering::Relaxed);
+                let pairs = &self.pairs;
+                self.pair_index
+                    .insert_unique(st.hash, pid, |&i| pairs[i as usize].hash);
+            }
+        }
     }
 
     /// Takes the events (alerts, incidents) recorded since the last call.
@@ -723,11 +827,13 @@ fn close_series(
     m: &Mapping,
     rows: &mut Vec<SliRow>,
     wm: u64,
-) {
+) -> Vec<(u64, u64)> {
     let good = p.threshold_ns.is_some();
     let (service, env) = (p.service.clone(), p.environment.clone());
     let empty: Arc<str> = Arc::from("");
+    let mut closed = Vec::new();
     p.latency.close_upto(wm, |w| {
+        closed.push((w.start, w.end));
         rows.push(sli_row(m, &service, &env, &empty, good, w))
     });
     for &oid in &p.ops {
@@ -738,6 +844,7 @@ fn close_series(
             });
         }
     }
+    closed
 }
 
 fn sli_row(
@@ -848,6 +955,7 @@ pub async fn run(
     async fn hand_off(core: &mut ShardCore, archive: &Option<ArchiveSender>) {
         let rows = core.take_rows();
         let events = core.take_events();
+        let momentum = core.take_momentum();
         if let Some(tx) = archive {
             if !rows.is_empty() {
                 let waited = crate::archive::send_rows(tx, rows, ArchiveMsg::Sli).await;
@@ -855,6 +963,10 @@ pub async fn run(
             }
             if !events.is_empty() {
                 let waited = crate::archive::send_rows(tx, events, ArchiveMsg::Events).await;
+                super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
+            }
+            if !momentum.is_empty() {
+                let waited = crate::archive::send_rows(tx, momentum, ArchiveMsg::Momentum).await;
                 super::Counters::add(&core.shared.counters.archive_blocked_ns, waited);
             }
         }
@@ -884,11 +996,14 @@ pub async fn run(
                     hand_off(&mut core, &archive).await;
                     let _ = ack.send(());
                 }
+                Some(ShardMsg::Checkpoint(ack)) => {
+                    let _ = ack.send(core.save());
+                }
                 Some(ShardMsg::Shutdown(ack)) => {
                     core.close_all();
                     view.store(Arc::new(core.view()));
                     hand_off(&mut core, &archive).await;
-                    let _ = ack.send(());
+                    let _ = ack.send(core.save());
                     return;
                 }
                 None => break,
@@ -902,16 +1017,28 @@ pub async fn run(
 }
 
 impl ShardCore {
-    /// Closes every open bucket of every series (shutdown).
+    /// Closes every open bucket of every series (shutdown): up to the end of the archive
+    /// window holding the newest open bucket (or the pair's clock), so every archive
+    /// window with data is written, and a span for a later window is still accepted after
+    /// a restart.
     pub fn close_all(&mut self) {
+        let (res, aw) = (self.set.resolution, self.set.archive_window.max(1));
         for pid in 0..self.pairs.len() as u32 {
-            let far = self.pairs[pid as usize].clock + self.set.lateness + self.set.skew + 1;
             let p = &mut self.pairs[pid as usize];
+            let mut end = (p.clock / res + 1) * res;
+            end = end.max(p.windows.open_end());
+            if let Some(m) = &p.mwindows {
+                end = end.max(m.open_end());
+            }
+            let far = end.div_ceil(aw) * aw;
             p.windows.close_upto(far);
             if let Some(m) = p.mwindows.as_mut() {
                 m.close_upto(far);
             }
-            close_series(p, &mut self.ops, &self.mapping, &mut self.rows, far);
+            let closed = close_series(p, &mut self.ops, &self.mapping, &mut self.rows, far);
+            if !closed.is_empty() {
+                self.momentum_rows(pid, &closed);
+            }
         }
     }
 }

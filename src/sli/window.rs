@@ -20,7 +20,7 @@ pub const HOUR: u64 = 60 * MIN;
 pub const DAY: u64 = 24 * HOUR;
 
 /// Counts of one bucket or window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// requests
     pub requests: u64,
@@ -74,7 +74,7 @@ pub fn granularity(w: u64, resolution: u64) -> u64 {
 }
 
 /// A ring of cumulative totals sampled at the boundaries `k * g` for consecutive `k`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct BoundaryRing {
     /// boundary index of `vals[0]`
     first: u64,
@@ -128,7 +128,7 @@ impl BoundaryRing {
 }
 
 /// The windows of one service-level series.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesWindows {
     res: u64,
     mid: u64,
@@ -166,6 +166,29 @@ impl SeriesWindows {
             mid_ring: BoundaryRing::new(mid_cap, b / mid),
             coarse: BoundaryRing::new(coarse_cap, b / hi),
         }
+    }
+
+    /// End (ns) of the newest open bucket, or of the closed range when none is open.
+    pub fn open_end(&self) -> u64 {
+        (self.closed_upto + self.open.len() as u64) * self.res
+    }
+
+    /// Fits a series restored from a checkpoint to the current config: `None` when the
+    /// resolution changed (its buckets mean something else now), else the series with its
+    /// longest ring resized for `longest` (a shorter SLO window drops the oldest samples; a
+    /// longer one fills in as time passes).
+    pub fn refit(mut self, res: u64, longest: u64) -> Option<Self> {
+        if self.res != res || self.mid != granularity(3 * DAY, res) {
+            return None;
+        }
+        let cap = (longest.max(3 * DAY) / self.hi) as usize + 2;
+        let ring = &mut self.coarse;
+        while ring.vals.len() > cap {
+            ring.vals.pop_front();
+            ring.first += 1;
+        }
+        ring.cap = cap;
+        Some(self)
     }
 
     /// Bytes of memory this series holds (for the README's per-service cost).

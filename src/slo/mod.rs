@@ -66,7 +66,7 @@ impl Objective {
 }
 
 /// The result of the latest evaluation of one objective.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectiveState {
     /// burn rate per [`WINDOWS`], then the SLO window
     pub burn: [f64; BURN_WINDOWS],
@@ -79,14 +79,14 @@ pub struct ObjectiveState {
 }
 
 /// An incident of a pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     /// when it opened (event time, a bucket boundary)
     pub opened_ns: u64,
 }
 
 /// A resolved incident, kept over the delivery lookback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Restore {
     /// when it resolved
     pub resolved_ns: u64,
@@ -119,6 +119,59 @@ pub struct SloState {
     pub evaluated_at: u64,
     lookback: u64,
     scale: f64,
+}
+
+/// What of an [`SloState`] survives a restart (the state checkpoint): the latest
+/// evaluation per objective kind, alert and incident state, recent incident opens and
+/// restores. Counters (alerts started, incidents, time-to-restore sum and count) restart
+/// at 0 (SPEC §6); the config-derived parts come from the config of the new process.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SloSaved {
+    /// (objective kind, its state)
+    pub states: Vec<(usize, ObjectiveState)>,
+    /// the open incident
+    pub incident: Option<Incident>,
+    /// recent incident open times
+    pub opened: VecDeque<u64>,
+    /// recent restores
+    pub restores: VecDeque<Restore>,
+    /// the last boundary evaluated
+    pub evaluated_at: u64,
+}
+
+impl SloState {
+    /// The part that survives a restart.
+    pub fn save(&self) -> SloSaved {
+        SloSaved {
+            states: self
+                .objectives
+                .iter()
+                .map(|o| o.kind)
+                .zip(self.states.iter().copied())
+                .collect(),
+            incident: self.incident,
+            opened: self.opened.clone(),
+            restores: self.restores.clone(),
+            evaluated_at: self.evaluated_at,
+        }
+    }
+
+    /// Takes back saved state. An objective the config no longer has is dropped; a new
+    /// one starts fresh (its first evaluation fills it in from the restored windows).
+    pub fn restore(&mut self, s: SloSaved) {
+        for (o, st) in self.objectives.iter().zip(self.states.iter_mut()) {
+            if let Some((_, saved)) = s.states.iter().find(|(k, _)| *k == o.kind) {
+                *st = ObjectiveState {
+                    started: [0; 2],
+                    ..*saved
+                };
+            }
+        }
+        self.incident = s.incident;
+        self.opened = s.opened;
+        self.restores = s.restores;
+        self.evaluated_at = s.evaluated_at;
+    }
 }
 
 /// At most this many restores are kept per pair (over the lookback).
