@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::archive::spans::SpanArchiver;
 use crate::archive::{self, ArchiveSender, ArchiveStats};
 use crate::config::Config;
 use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
@@ -82,6 +83,8 @@ pub struct App {
     pub archive_stats: Arc<ArchiveStats>,
     checkpoint_stop: watch::Sender<bool>,
     checkpointer: JoinHandle<Checkpointer>,
+    /// the `spans` data set task (`archive.spans: true`); it ends once the receivers are gone
+    span_archive: Option<JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
 
@@ -211,9 +214,6 @@ impl App {
         if o.auth.is_some() || config.admin.auth.is_some() {
             return Err(StartError::Unsupported("auth"));
         }
-        if config.archive.spans {
-            return Err(StartError::Unsupported("archive.spans"));
-        }
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
         let shared = Shared::new(clock);
@@ -260,13 +260,20 @@ impl App {
             checkpoint_rx,
         ));
         let refused = Arc::new(RefusalCounters::default());
-        let rx = Arc::new(Receiver::new(
+        let mut rx = Receiver::new(
             router.clone(),
             set.clone(),
             shared.clone(),
             refused.clone(),
             forwarder,
-        ));
+        );
+        let mut span_archive = None;
+        if config.archive.spans {
+            let (a, task) = SpanArchiver::start(archive_tx.clone(), archive_stats.clone());
+            rx = rx.with_span_archive(a);
+            span_archive = Some(task);
+        }
+        let rx = Arc::new(rx);
         let ready = Arc::new(AtomicBool::new(false));
         let exp = &config.exporters;
         let otlp_stats = exp.otlp.as_ref().map(|_| ExporterStats::new("otlp"));
@@ -347,6 +354,7 @@ impl App {
             archive_stats,
             checkpoint_stop,
             checkpointer,
+            span_archive,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
     }
@@ -373,6 +381,9 @@ impl App {
             }
             if let Ok(c) = checkpointer {
                 c.save(pairs).await;
+            }
+            if let Some(t) = self.span_archive {
+                let _ = t.await;
             }
             // The shards have handed their last rows over and dropped their senders; ours
             // is the last, and dropping it lets the writer flush and finish.

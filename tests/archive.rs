@@ -678,3 +678,80 @@ fn restart_keeps_error_budget_deployments_and_change_failure() {
     );
     assert_eq!(lines[2], "[(930,)]", "{text}");
 }
+
+/// `archive.spans: true`: every accepted span is one row of the `spans` data set, with
+/// SPEC §7's columns, read back by DuckDB.
+#[test]
+fn spans_data_set_holds_every_accepted_span() {
+    let archive = tempfile::tempdir().unwrap();
+    let p = Proc::start(&config_yaml(&format!(
+        "archive: {{ dir: {}, spans: true }}\n",
+        archive.path().display()
+    )));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut seq = 0u64;
+    let mut sent = 0u64;
+    for i in 0..5u64 {
+        let end = now - (5 - i) * 1_000_000_000;
+        let body = minute_request(3, 4, end, &mut seq);
+        assert_eq!(post_protobuf(&p.http, &body), Some(200));
+        sent += 12;
+    }
+    let body = shop_request("v9", now - 500_000_000, 10, 3, None, &mut seq);
+    assert_eq!(post_protobuf(&p.http, &body), Some(200));
+    sent += 10;
+    p.wait_metrics(30, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(sent as f64)
+    });
+    assert!(p.stop().success());
+    let m_dir = archive.path().to_str().unwrap();
+    let py = common::python().unwrap();
+    let q = format!(
+        "import duckdb\n\
+         src = \"read_parquet('{m_dir}/spans/**/*.parquet', hive_partitioning=true)\"\n\
+         print(duckdb.sql(f\"SELECT count(*), count(DISTINCT span_id), count(*) FILTER (WHERE status_code = 'error'), count(*) FILTER (WHERE length(trace_id) = 32 AND kind = 'server'), sum(end_time_unix_nano - start_time_unix_nano) FILTER (WHERE service_name = 'shop') FROM {{src}}\").fetchall())\n\
+         print([(c[0], c[1]) for c in duckdb.sql(f'DESCRIBE SELECT * FROM {{src}}').fetchall()])\n\
+         print(duckdb.sql(f\"SELECT DISTINCT service_version, environment FROM {{src}} WHERE service_name = 'shop'\").fetchall())"
+    );
+    let o = std::process::Command::new(py)
+        .args(["-c", &q])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("[({sent}, {sent}, 3, {sent}, {})]", 10 * 20_000_000),
+        "{text}"
+    );
+    let want = [
+        ("trace_id", "VARCHAR"),
+        ("span_id", "VARCHAR"),
+        ("parent_span_id", "VARCHAR"),
+        ("service_name", "VARCHAR"),
+        ("environment", "VARCHAR"),
+        ("service_version", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        ("start_time", "TIMESTAMP WITH TIME ZONE"),
+        ("end_time", "TIMESTAMP WITH TIME ZONE"),
+        ("start_time_unix_nano", "BIGINT"),
+        ("end_time_unix_nano", "BIGINT"),
+        ("duration_s", "DOUBLE"),
+        ("status_code", "VARCHAR"),
+        ("status_message", "VARCHAR"),
+        ("attributes", "VARCHAR"),
+        ("resource_attributes", "VARCHAR"),
+        ("date", "DATE"),
+    ];
+    let want: Vec<String> = want
+        .iter()
+        .map(|(n, t)| format!("('{n}', '{t}')"))
+        .collect();
+    assert_eq!(lines[1], format!("[{}]", want.join(", ")), "{text}");
+    assert_eq!(lines[2], "[('v9', 'prod')]", "{text}");
+}

@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::schema;
-use super::{EventRow, MomentumRow, SliRow};
+use super::{EventRow, MomentumRow, SliRow, SpanRow};
 
 const NS_PER_MS: u64 = 1_000_000;
 const MS_PER_DAY: i64 = 86_400_000;
@@ -138,6 +138,45 @@ pub fn events(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
         })),
     ];
     RecordBatch::try_new(schema::events(), cols)
+}
+
+/// The `spans` batch of `rows`.
+pub fn spans(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
+    use arrow::array::TimestampMicrosecondArray;
+    let us = |get: fn(&SpanRow) -> u64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| count(get(r) / 1_000)))
+                .with_timezone("UTC"),
+        )
+    };
+    let nanos = |get: fn(&SpanRow) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| count(get(r))),
+        ))
+    };
+    let cols: Vec<ArrayRef> = vec![
+        strs(rows.iter().map(|r| r.trace_id.as_str())),
+        strs(rows.iter().map(|r| r.span_id.as_str())),
+        strs(rows.iter().map(|r| r.parent_span_id.as_str())),
+        strs(rows.iter().map(|r| &*r.service)),
+        strs(rows.iter().map(|r| &*r.environment)),
+        strs(rows.iter().map(|r| &*r.version)),
+        strs(rows.iter().map(|r| r.name.as_str())),
+        strs(rows.iter().map(|r| r.kind)),
+        us(|r| r.start_ns),
+        us(|r| r.end_ns),
+        nanos(|r| r.start_ns),
+        nanos(|r| r.end_ns),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter()
+                .map(|r| (r.end_ns as i128 - r.start_ns as i128) as f64 * 1e-9),
+        )),
+        strs(rows.iter().map(|r| r.status_code)),
+        strs(rows.iter().map(|r| r.status_message.as_str())),
+        strs(rows.iter().map(|r| r.attributes.as_str())),
+        strs(rows.iter().map(|r| &*r.resource_attributes)),
+    ];
+    RecordBatch::try_new(schema::spans(), cols)
 }
 
 #[cfg(test)]

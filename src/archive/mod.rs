@@ -12,6 +12,7 @@
 mod batch;
 mod layout;
 pub mod schema;
+pub mod spans;
 pub mod writer;
 
 pub use batch::{date_folder, date_string, day};
@@ -115,6 +116,39 @@ pub struct MomentumRow {
     pub error_budget_remaining: Option<f64>,
 }
 
+/// One row of the `spans` data set (`archive.spans: true`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanRow {
+    /// trace id, lowercase hex
+    pub trace_id: String,
+    /// span id, lowercase hex
+    pub span_id: String,
+    /// parent span id, lowercase hex ("" for a root span)
+    pub parent_span_id: String,
+    /// service (SPEC §5 identity)
+    pub service: Arc<str>,
+    /// environment
+    pub environment: Arc<str>,
+    /// resource `service.version` ("" when absent)
+    pub version: Arc<str>,
+    /// span name
+    pub name: String,
+    /// `server`, `client`, `internal`, `producer`, `consumer`, `unspecified`
+    pub kind: &'static str,
+    /// start, Unix ns
+    pub start_ns: u64,
+    /// end, Unix ns
+    pub end_ns: u64,
+    /// `unset`, `ok`, `error`
+    pub status_code: &'static str,
+    /// status message
+    pub status_message: String,
+    /// span attributes as a JSON object
+    pub attributes: String,
+    /// resource attributes as a JSON object (shared by the spans of a resource)
+    pub resource_attributes: Arc<str>,
+}
+
 /// A message to the archive writer.
 #[derive(Debug)]
 pub enum ArchiveMsg {
@@ -124,6 +158,8 @@ pub enum ArchiveMsg {
     Events(Vec<EventRow>),
     /// closed `momentum` rows
     Momentum(Vec<MomentumRow>),
+    /// raw spans (`archive.spans: true`)
+    Spans(Vec<SpanRow>),
     /// write everything buffered now (one file per data set), then answer
     Flush(oneshot::Sender<()>),
 }

@@ -33,11 +33,20 @@ pub enum Dataset {
     Momentum,
     /// `events`: one row per event
     Events,
+    /// `spans`: one row per span (`archive.spans: true`)
+    Spans,
 }
 
 impl Dataset {
     /// Every data set.
-    pub const ALL: [Dataset; 3] = [Dataset::Sli, Dataset::Momentum, Dataset::Events];
+    pub const ALL: [Dataset; 4] = [
+        Dataset::Sli,
+        Dataset::Momentum,
+        Dataset::Events,
+        Dataset::Spans,
+    ];
+    /// The data sets `momentum report` reads (it has no use for raw spans).
+    pub const SUMMARIES: [Dataset; 3] = [Dataset::Sli, Dataset::Momentum, Dataset::Events];
 
     /// The folder name under the archive dir.
     pub fn name(self) -> &'static str {
@@ -45,6 +54,7 @@ impl Dataset {
             Dataset::Sli => "sli",
             Dataset::Momentum => "momentum",
             Dataset::Events => "events",
+            Dataset::Spans => "spans",
         }
     }
 
@@ -54,6 +64,7 @@ impl Dataset {
             Dataset::Sli => sli(),
             Dataset::Momentum => momentum(),
             Dataset::Events => events(),
+            Dataset::Spans => spans(),
         }
     }
 }
@@ -148,6 +159,35 @@ pub fn events() -> SchemaRef {
     )
 }
 
+/// `spans`: one row per span. Timestamps are microseconds (Spark rejects nanosecond
+/// timestamps); the exact nanoseconds are in the `*_unix_nano` columns.
+pub fn spans() -> SchemaRef {
+    let us = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let s = |n: &str| Field::new(n, DataType::Utf8, false);
+    with_meta(
+        "spans",
+        vec![
+            s("trace_id"),
+            s("span_id"),
+            s("parent_span_id"),
+            s("service_name"),
+            s("environment"),
+            s("service_version"),
+            s("name"),
+            s("kind"),
+            Field::new("start_time", us(), false),
+            Field::new("end_time", us(), false),
+            Field::new("start_time_unix_nano", DataType::Int64, false),
+            Field::new("end_time_unix_nano", DataType::Int64, false),
+            Field::new("duration_s", DataType::Float64, false),
+            s("status_code"),
+            s("status_message"),
+            s("attributes"),
+            s("resource_attributes"),
+        ],
+    )
+}
+
 /// A type in SPEC §7's words: `timestamp(ms, UTC)`, `string`, `int64`, `float64`, `binary`.
 pub fn type_name(t: &DataType) -> String {
     match t {
@@ -224,9 +264,15 @@ mod tests {
         for d in Dataset::ALL {
             let s = d.schema();
             assert!(s.field_with_name("date").is_err(), "{}", d.name());
+            // SPEC §7: spans carry µs timestamps, everything else ms.
+            let unit = if d == Dataset::Spans {
+                TimeUnit::Microsecond
+            } else {
+                TimeUnit::Millisecond
+            };
             for f in s.fields() {
                 if let DataType::Timestamp(u, tz) = f.data_type() {
-                    assert_eq!(*u, TimeUnit::Millisecond);
+                    assert_eq!(*u, unit);
                     assert_eq!(tz.as_deref(), Some("UTC"));
                 }
             }

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::schema::{Dataset, SCHEMA_VERSION};
-use super::{batch, layout, ArchiveMsg, ArchiveSender, EventRow, MomentumRow, SliRow};
+use super::{batch, layout, ArchiveMsg, ArchiveSender, EventRow, MomentumRow, SliRow, SpanRow};
 use crate::config::{ArchiveConfig, Compression};
 
 /// Messages the channel holds before senders wait.
@@ -98,7 +98,7 @@ pub struct ArchiveStats {
     /// files renamed into place (`momentum_archive_files_written_total`)
     pub files_written: AtomicU64,
     /// rows written, by data set (index of [`Dataset::ALL`])
-    pub rows_written: [AtomicU64; 3],
+    pub rows_written: [AtomicU64; 4],
     /// bytes of the files written
     pub bytes_written: AtomicU64,
     /// failed operations: writes, renames, fsyncs, removals (each logged with its path)
@@ -162,16 +162,21 @@ struct Buffers {
     sli: Vec<SliRow>,
     momentum: Vec<MomentumRow>,
     events: Vec<EventRow>,
+    spans: Vec<SpanRow>,
 }
 
 impl Buffers {
     fn is_empty(&self) -> bool {
-        self.sli.is_empty() && self.momentum.is_empty() && self.events.is_empty()
+        self.sli.is_empty()
+            && self.momentum.is_empty()
+            && self.events.is_empty()
+            && self.spans.is_empty()
     }
     fn full(&self) -> bool {
         self.sli.len() >= MAX_BUFFERED_ROWS
             || self.momentum.len() >= MAX_BUFFERED_ROWS
             || self.events.len() >= MAX_BUFFERED_ROWS
+            || self.spans.len() >= MAX_BUFFERED_ROWS
     }
 }
 
@@ -191,6 +196,7 @@ async fn run(mut rx: mpsc::Receiver<ArchiveMsg>, files: Files, every: Duration) 
                 Some(ArchiveMsg::Sli(rows)) => buf.sli.extend(rows),
                 Some(ArchiveMsg::Momentum(rows)) => buf.momentum.extend(rows),
                 Some(ArchiveMsg::Events(rows)) => buf.events.extend(rows),
+                Some(ArchiveMsg::Spans(rows)) => buf.spans.extend(rows),
                 Some(ArchiveMsg::Flush(ack)) => {
                     flush(&mut files, &mut buf).await;
                     let _ = ack.send(());
@@ -344,6 +350,7 @@ impl Files {
                 ))
         });
         b.events.sort_by_key(|e| e.time_ns);
+        b.spans.sort_by_key(|s| s.end_ns);
         self.write_days(
             Dataset::Sli,
             &b.sli,
@@ -363,6 +370,13 @@ impl Files {
             &b.events,
             |r| r.time_ns,
             batch::events,
+            flush_ms,
+        );
+        self.write_days(
+            Dataset::Spans,
+            &b.spans,
+            |r| r.end_ns,
+            batch::spans,
             flush_ms,
         );
         add(&self.stats.write_ns, t0.elapsed().as_nanos() as u64);

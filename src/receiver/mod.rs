@@ -126,6 +126,8 @@ pub struct Receiver {
     pub refused: Arc<RefusalCounters>,
     /// the forward queue, when `exporters.otlp.forward` lists any signal
     forward: Option<Arc<Forwarder>>,
+    /// the `spans` data set, when `archive.spans: true`
+    span_archive: Option<crate::archive::spans::SpanArchiver>,
 }
 
 impl Receiver {
@@ -148,7 +150,14 @@ impl Receiver {
             shared,
             refused,
             forward,
+            span_archive: None,
         }
+    }
+
+    /// Archives the spans of every accepted trace request (`archive.spans: true`).
+    pub fn with_span_archive(mut self, a: crate::archive::spans::SpanArchiver) -> Self {
+        self.span_archive = Some(a);
+        self
     }
 
     /// Counts a refusal: `spans` when known (0 for a metrics or logs request), else the
@@ -233,8 +242,24 @@ impl Receiver {
         // Forward queue first, then the shard queues; a refusal by the router drops the
         // reservation, which releases it: nothing is enqueued anywhere.
         let reservation = self.reserve_forward(Signal::Traces, &raw, n)?;
+        let span_permit = match &self.span_archive {
+            Some(a) => match a.reserve(raw.len()) {
+                Some(p) => Some(p),
+                None => {
+                    self.count_refused(Reason::Backpressure, Some(n));
+                    return Err(Refused::new(
+                        Reason::Backpressure,
+                        "span archive behind: retry later",
+                    ));
+                }
+            },
+            None => None,
+        };
         match self.router.submit_traces(batch) {
             Ok(()) => {
+                if let (Some(a), Some(p)) = (&self.span_archive, span_permit) {
+                    a.send(p, raw.clone());
+                }
                 if let Some(r) = reservation {
                     r.commit(raw, n);
                 }

@@ -82,7 +82,7 @@ fn list(opts: &Options) -> Result<Vec<Found>, ReportError> {
     let first_day = opts.from_ms.map(|ms| ms.div_euclid(MS_PER_DAY));
     let last_day = opts.to_ms.map(|ms| (ms - 1).div_euclid(MS_PER_DAY));
     let mut out = Vec::new();
-    for ds in Dataset::ALL {
+    for ds in Dataset::SUMMARIES {
         let dir = opts.archive.join(ds.name());
         let parts = match std::fs::read_dir(&dir) {
             Ok(p) => p,
@@ -146,7 +146,7 @@ pub fn read(opts: &Options) -> Result<Report, ReportError> {
         std::io::stderr().is_terminal(),
     );
     let (mut read_ok, mut unreadable) = (0u64, 0u64);
-    let mut present = [false; 3];
+    let mut present = [false; Dataset::ALL.len()];
     for f in &files {
         match read_file(f, opts, &mapping, &mut agg) {
             Ok(()) => {
@@ -177,7 +177,7 @@ pub fn read(opts: &Options) -> Result<Report, ReportError> {
         files_read: read_ok,
         files_unreadable: unreadable,
         sketches_unreadable: agg.sketch_errors,
-        datasets: Dataset::ALL
+        datasets: Dataset::SUMMARIES
             .iter()
             .filter(|d| present[**d as usize])
             .map(|d| d.name().to_string())
@@ -364,6 +364,7 @@ fn read_file(f: &Found, opts: &Options, m: &Mapping, agg: &mut Agg) -> Result<()
         Dataset::Sli => &SLI_COLS,
         Dataset::Momentum => &MOMENTUM_COLS,
         Dataset::Events => &EVENT_COLS,
+        Dataset::Spans => return Ok(()),
     };
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(wanted.len());
@@ -386,6 +387,7 @@ fn read_file(f: &Found, opts: &Options, m: &Mapping, agg: &mut Agg) -> Result<()
             Dataset::Sli => sli_batch(&batch, &f.path, opts, m, agg)?,
             Dataset::Momentum => momentum_batch(&batch, opts, agg)?,
             Dataset::Events => events_batch(&batch, opts, agg)?,
+            Dataset::Spans => {}
         }
     }
     Ok(())
