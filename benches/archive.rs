@@ -110,5 +110,64 @@ fn flush(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, flush);
+/// The state checkpoint of 1,000 pairs whose 30-day SLO windows are full (a sample every
+/// 5 minutes for 30 days, different per pair): encode (CBOR + zstd) time and size.
+fn checkpoint(c: &mut Criterion) {
+    use momentum::delivery::deployments::Delivery;
+    use momentum::pipeline::checkpoint::{encode, Checkpoint, PairState};
+    use momentum::sli::window::{Counts, SeriesWindows};
+    const DAY: u64 = 86_400_000_000_000;
+    let res = 10_000_000_000;
+    let start = T0 - 30 * DAY;
+    let pairs: Vec<PairState> = (0..1000u64)
+        .map(|i| {
+            let mut w = SeriesWindows::new(res, start, 30 * DAY);
+            let mut t = start;
+            while t < T0 {
+                let requests = 50 + (t / MIN + i * 7) % 97;
+                w.add(
+                    t,
+                    &Counts {
+                        requests,
+                        errors: (t / MIN + i) % 3,
+                        good: requests - 1,
+                    },
+                );
+                t += 5 * MIN;
+                w.close_upto(t);
+            }
+            PairState {
+                service: format!("service-{i:04}").into(),
+                environment: "production".into(),
+                hash: i,
+                clock: T0,
+                last_event: T0,
+                last_metric: 0,
+                windows: w,
+                mwindows: None,
+                slo: None,
+                delivery: Delivery::default(),
+            }
+        })
+        .collect();
+    let cp = Checkpoint {
+        pairs,
+        ..Checkpoint::default()
+    };
+    let bytes = encode(&cp).unwrap().len();
+    eprintln!(
+        "checkpoint of {} pairs: {bytes} bytes ({:.0} bytes/pair)",
+        cp.pairs.len(),
+        bytes as f64 / cp.pairs.len() as f64
+    );
+    let mut group = c.benchmark_group("archive");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(cp.pairs.len() as u64));
+    group.bench_function("checkpoint_encode_1000_pairs_30d", |b| {
+        b.iter(|| black_box(encode(&cp).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, flush, checkpoint);
 criterion_main!(benches);
