@@ -580,7 +580,7 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
         );
     }
     out.push(f);
-    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 9] = [
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 11] = [
         (
             "momentum.receiver.sli_metric_points",
             "momentum_receiver_sli_metric_points_total",
@@ -622,6 +622,20 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
             "{record}",
             "Log records accepted.",
             get(&c.accepted_log_records),
+        ),
+        (
+            "momentum.receiver.deployment_log_records",
+            "momentum_receiver_deployment_log_records_total",
+            "{record}",
+            "Log records carrying deployment.id or deployment.status (explicit deployment records).",
+            get(&c.deployment_log_records),
+        ),
+        (
+            "momentum.pipeline.invalid_deployment_records",
+            "momentum_pipeline_invalid_deployment_records_total",
+            "{record}",
+            "Explicit deployment records with no time or more than max_clock_skew in the future.",
+            get(&c.invalid_records),
         ),
         (
             "momentum.pipeline.processed_spans",

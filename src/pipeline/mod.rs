@@ -186,6 +186,10 @@ pub struct Counters {
     pub accepted_metric_points: AtomicU64,
     /// accepted log records
     pub accepted_log_records: AtomicU64,
+    /// log records carrying deployment.id / deployment.status
+    pub deployment_log_records: AtomicU64,
+    /// explicit deployment records routed to a shard with no time or in the future
+    pub invalid_records: AtomicU64,
     /// duration-histogram points behind the watermark
     pub late_metric_points: AtomicU64,
     /// duration-histogram points invalid on receipt (in the future, or before their start)

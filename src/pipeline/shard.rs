@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{pair_hash, Settings, Shared};
 use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, SliRow};
 use crate::delivery::deployments::Delivery;
+use crate::delivery::records::{DeployAttrs, PairRecords};
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
 use crate::sli::metrics::{PairPoints, Streams};
@@ -43,6 +44,14 @@ pub enum ShardMsg {
     Metrics {
         /// the points
         pairs: Vec<PairPoints>,
+        /// reserved queue bytes
+        cost: u64,
+    },
+    /// Explicit deployment records per pair (log records, and deployment spans naming
+    /// another pair); `cost` bytes reserved as for traces.
+    Records {
+        /// the records
+        pairs: Vec<PairRecords>,
         /// reserved queue bytes
         cost: u64,
     },
@@ -240,19 +249,18 @@ impl ShardCore {
         let set = self.set.clone();
         let p = &mut self.pairs[pid as usize];
         let who = (&p.service, &p.environment);
-        if flags_all & flags::DEPLOYMENT != 0 {
-            let id = Some(pick(|e| e.deployment_id)).filter(|x| !x.is_empty());
-            let status = Some(pick(|e| e.deployment_status)).filter(|x| !x.is_empty());
-            let version = Some(pick(|e| e.version))
-                .filter(|x| !x.is_empty())
-                .unwrap_or_else(|| r.version.as_str(buf));
-            let revision = Some(pick(|e| e.revision)).filter(|x| !x.is_empty());
+        if flags_all & flags::DEPLOYMENT != 0 && s.flags & flags::ROUTED == 0 {
+            // A record naming another pair was routed there (flagged ROUTED); one naming
+            // this pair, or none, counts here with the resource filling in what it lacks.
+            let res = DeployAttrs::of_resource(buf, r);
+            let rec = ext.map_or_else(DeployAttrs::default, |e| DeployAttrs::of_ext(buf, e));
+            let d = rec.record(&res, true);
             p.delivery.explicit(
                 s.end_ns,
-                id,
-                status,
-                version,
-                revision,
+                d.id,
+                d.status,
+                d.version,
+                d.revision,
                 &set.delivery,
                 who,
                 &mut self.events,
@@ -284,6 +292,57 @@ impl ShardCore {
                 &mut self.events,
             );
         }
+    }
+
+    /// Explicit deployment records routed to this shard. A record is an event of its
+    /// pair, like a deployment span: a valid one moves the pair's clock (capped at the
+    /// wall clock) and the fleet clock; one with no time, or more than `max_clock_skew`
+    /// after the wall clock, is counted invalid and left out, as such a span would be.
+    pub fn ingest_records(&mut self, pairs: &[PairRecords]) {
+        let now = self.shared.clock.now_ns();
+        let fleet = self.shared.fleet.read(now, self.set.lateness);
+        let floor = fleet.saturating_sub(self.set.lateness);
+        let mut tally = Tally::default();
+        let (mut invalid, mut newest) = (0u64, 0u64);
+        let horizon = now.saturating_add(self.set.skew);
+        let set = self.set.clone();
+        for pp in pairs {
+            let pid = self.pair_for(
+                pp.namespace.as_bytes(),
+                pp.name.as_bytes(),
+                pp.environment.as_bytes(),
+                pp.hash,
+                now,
+                floor,
+                &mut tally,
+            );
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
+            for r in &pp.records {
+                if r.time_ns == 0 || r.time_ns > horizon {
+                    invalid += 1;
+                    continue;
+                }
+                newest = newest.max(r.time_ns);
+                self.advance(pid, r.time_ns.min(now));
+                let p = &mut self.pairs[pid as usize];
+                p.last_event = p.last_event.max(r.time_ns.min(now));
+                let who = (&p.service, &p.environment);
+                p.delivery.explicit(
+                    r.time_ns,
+                    r.id.as_deref(),
+                    r.status.as_deref(),
+                    &r.version,
+                    r.revision.as_deref(),
+                    &set.delivery,
+                    who,
+                    &mut self.events,
+                );
+            }
+        }
+        self.shared.fleet.event(newest);
+        let c = &self.shared.counters;
+        super::Counters::add(&c.invalid_records, invalid);
+        super::Counters::add(&c.overflow_service, tally.overflow_service);
     }
 
     /// Aggregates duration-histogram points (metrics-derived SLIs).
@@ -876,6 +935,10 @@ pub async fn run(
                 }
                 Some(ShardMsg::Metrics { pairs, cost }) => {
                     core.ingest_metrics(&pairs);
+                    queued.fetch_sub(cost, Ordering::Relaxed);
+                }
+                Some(ShardMsg::Records { pairs, cost }) => {
+                    core.ingest_records(&pairs);
                     queued.fetch_sub(cost, Ordering::Relaxed);
                 }
                 Some(ShardMsg::Flush(ack)) => {
