@@ -18,9 +18,14 @@ use momentum::receiver::decode::{decode_traces, DecodeOptions};
 use momentum::receiver::validate_spans;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -117,9 +122,13 @@ struct Run {
 
 impl Run {
     fn new() -> Self {
-        let cfg = Config::from_yaml_str(
-            "slos:\n  - service: \"*\"\n    objectives: { availability: 99.9 }\n",
-        )
+        Run::with("")
+    }
+
+    fn with(extra: &str) -> Self {
+        let cfg = Config::from_yaml_str(&format!(
+            "slos:\n  - service: \"*\"\n    objectives: {{ availability: 99.9 }}\n{extra}"
+        ))
         .unwrap();
         let set = Arc::new(Settings::from_config(Arc::new(cfg)));
         let clock = ManualClock::new(T0);
@@ -624,4 +633,239 @@ fn deployment_spans_naming_another_service_count_for_that_pair() {
     );
     let argo = run.pair("argo");
     assert_eq!(argo.delivery.pending, 1, "only argo's own record");
+}
+
+/// One `cicd.pipeline.run.duration` point: (pipeline, result, cumulative, start, time,
+/// bucket counts over bounds 60 s, 300 s, 900 s, sum).
+struct Hp(&'static str, &'static str, bool, u64, u64, [u64; 4], f64);
+
+fn run_histograms(points: &[Hp]) -> ExportMetricsServiceRequest {
+    let metrics = points
+        .iter()
+        .map(
+            |Hp(name, result, cumulative, start, time, counts, sum)| Metric {
+                name: "cicd.pipeline.run.duration".into(),
+                unit: "s".into(),
+                data: Some(metric::Data::Histogram(Histogram {
+                    aggregation_temporality: if *cumulative {
+                        AggregationTemporality::Cumulative
+                    } else {
+                        AggregationTemporality::Delta
+                    } as i32,
+                    data_points: vec![HistogramDataPoint {
+                        attributes: vec![
+                            kv("cicd.pipeline.name", name),
+                            kv("cicd.pipeline.result", result),
+                        ],
+                        start_time_unix_nano: *start,
+                        time_unix_nano: *time,
+                        count: counts.iter().sum(),
+                        sum: Some(*sum),
+                        bucket_counts: counts.to_vec(),
+                        explicit_bounds: vec![60.0, 300.0, 900.0],
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            },
+        )
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "ci"),
+                    kv("deployment.environment.name", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+impl Run {
+    fn deliver_metrics(&mut self, req: &ExportMetricsServiceRequest) {
+        self.shared.fleet.observe(self.clock.now_ns(), 0);
+        let (pairs, unusable) = momentum::sli::metrics::extract(req, |_, _| None);
+        assert_eq!(unusable, 0);
+        self.shard.ingest_metrics(&pairs);
+        self.events.extend(self.shard.take_events());
+    }
+
+    fn counter(
+        &self,
+        f: impl Fn(&momentum::pipeline::Counters) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        f(&self.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn pipeline_run_histograms_give_runs_durations_and_failure_ratio_and_spans_win() {
+    // Two cumulative streams fit; delta streams need no slot.
+    let mut run = Run::with("limits: { max_metric_streams: 2 }\n");
+    run.clock.set(T0 + 5 * MIN);
+    let pipeline_span = |t: u64, name: &str, result: &str, id: &str| Sp {
+        t,
+        service: "ci",
+        version: String::new(),
+        err: false,
+        attrs: vec![
+            ("cicd.pipeline.name", name.into()),
+            ("cicd.pipeline.result", result.into()),
+            ("cicd.pipeline.run.id", id.into()),
+        ],
+        kind: span::SpanKind::Server,
+        dur: 2 * MIN,
+    };
+    // "deploy" is reported as spans: its histogram points are left out.
+    run.deliver(&[pipeline_span(T0 + 5 * MIN, "deploy", "success", "d1")]);
+    run.clock.set(T0 + 10 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[
+        // build/success, cumulative, started at the process start: counts in full
+        Hp(
+            "build",
+            "success",
+            true,
+            T0,
+            T0 + 10 * MIN,
+            [1, 2, 1, 0],
+            700.0,
+        ),
+        // "test": histogram runs first (delta)
+        Hp(
+            "test",
+            "failure",
+            false,
+            T0,
+            T0 + 10 * MIN,
+            [0, 3, 0, 0],
+            600.0,
+        ),
+    ]));
+    run.clock.set(T0 + 20 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[
+        // build/success again: the delta is [0, 1, 0, 1], 2 runs, 1300 s
+        Hp(
+            "build",
+            "success",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [1, 3, 1, 1],
+            2000.0,
+        ),
+        Hp(
+            "build",
+            "failure",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [0, 0, 2, 0],
+            1000.0,
+        ),
+        // delta: no stream slot taken, left out of the failure ratio
+        Hp(
+            "build",
+            "cancellation",
+            false,
+            T0,
+            T0 + 20 * MIN,
+            [1, 0, 0, 0],
+            30.0,
+        ),
+        // a third cumulative stream: over max_metric_streams
+        Hp(
+            "lint",
+            "success",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [1, 0, 0, 0],
+            10.0,
+        ),
+        // spans of deploy were seen within the lookback: left out
+        Hp(
+            "deploy",
+            "failure",
+            false,
+            T0,
+            T0 + 20 * MIN,
+            [0, 1, 0, 0],
+            100.0,
+        ),
+    ]));
+    // "test" now arrives as a span: its histogram runs leave the lookback figures.
+    run.clock.set(T0 + 30 * MIN + S);
+    run.deliver(&[pipeline_span(T0 + 30 * MIN, "test", "success", "t1")]);
+    assert_eq!(run.counter(|c| &c.overflow_metric_stream), 1, "lint only");
+    assert_eq!(
+        run.counter(|c| &c.superseded_run_points),
+        1,
+        "deploy's point"
+    );
+    let ci = run.pair("ci");
+    let get = |name: &str| {
+        ci.delivery
+            .pipelines
+            .iter()
+            .find(|p| &*p.name == name)
+            .unwrap_or_else(|| panic!("no pipeline {name}"))
+            .clone()
+    };
+    let build = get("build");
+    let mut by = build.by_result.clone();
+    by.sort();
+    assert_eq!(
+        by,
+        vec![
+            ("cancellation".into(), 1),
+            ("failure".into(), 2),
+            ("success".into(), 6)
+        ]
+    );
+    // failed / counted runs: 2 / (6 + 2); cancellation left out.
+    assert_eq!(build.failure, Some(0.25));
+    // Durations by bucket upper bound (the unbounded bucket: its lower bound 900 s):
+    // 60 s ×2, 300 s ×3, 900 s ×4 → p50 (5th of 9) 300 s, p90 (9th) 900 s.
+    use momentum::delivery::deployments::weighted_nearest_rank;
+    assert_eq!(weighted_nearest_rank(&build.durations, 0.5), Some(300.0));
+    assert_eq!(weighted_nearest_rank(&build.durations, 0.9), Some(900.0));
+    assert_eq!(build.duration_count, 9);
+    assert_eq!(build.duration_sum_s, 700.0 + 1300.0 + 1000.0 + 30.0);
+    assert!(ci.delivery.pipelines.iter().all(|p| &*p.name != "lint"));
+    // deploy: its one span only.
+    let deploy = get("deploy");
+    assert_eq!(deploy.by_result, vec![("success".into(), 1)]);
+    assert_eq!(deploy.failure, Some(0.0));
+    // test: the span wins for the lookback figures; counters keep what they counted.
+    let test = get("test");
+    assert_eq!(test.failure, Some(0.0));
+    assert_eq!(test.durations.len(), 1, "{:?}", test.durations);
+    assert!((test.durations[0].0 - 120.0).abs() < 1e-6 && test.durations[0].1 == 1);
+    let mut by = test.by_result.clone();
+    by.sort();
+    assert_eq!(by, vec![("failure".into(), 3), ("success".into(), 1)]);
+    // A later histogram point of test within the lookback is left out too.
+    run.clock.set(T0 + 40 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[Hp(
+        "test",
+        "failure",
+        false,
+        T0,
+        T0 + 40 * MIN,
+        [1, 0, 0, 0],
+        5.0,
+    )]));
+    assert_eq!(run.counter(|c| &c.superseded_run_points), 2);
+    assert_eq!(
+        run.pair("ci").clock_ns,
+        T0 + 40 * MIN,
+        "run points move the clock"
+    );
 }

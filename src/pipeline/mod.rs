@@ -196,6 +196,8 @@ pub struct Counters {
     pub invalid_metric_points: AtomicU64,
     /// points whose stream could not be tracked (`max_metric_streams`)
     pub overflow_metric_stream: AtomicU64,
+    /// cicd.pipeline.run.duration points left out: spans of the pipeline won
+    pub superseded_run_points: AtomicU64,
     /// duration-histogram points used for SLIs
     pub sli_metric_points: AtomicU64,
     /// duration-histogram points with a unit that is not a duration

@@ -244,6 +244,7 @@ impl Router {
             parts[shard_of(pp.hash, n)].push(pp);
         }
         let point = std::mem::size_of::<crate::sli::metrics::MetricPoint>() as u64;
+        let run = std::mem::size_of::<crate::sli::metrics::RunPoint>() as u64;
         let costs: Vec<(usize, u64)> = parts
             .iter()
             .enumerate()
@@ -253,7 +254,18 @@ impl Router {
                     i,
                     128 + p
                         .iter()
-                        .map(|pp| 64 + point * pp.points.len() as u64)
+                        .map(|pp| {
+                            64 + point * pp.points.len() as u64
+                                + pp.runs
+                                    .iter()
+                                    .map(|r| {
+                                        run + (r.name.len()
+                                            + r.result.len()
+                                            + 8 * (r.bounds.len() + r.counts.len()))
+                                            as u64
+                                    })
+                                    .sum::<u64>()
+                        })
                         .sum::<u64>(),
                 )
             })

@@ -351,7 +351,7 @@ impl ShardCore {
         let fleet = self.shared.fleet.read(now, self.set.lateness);
         let floor = fleet.saturating_sub(self.set.lateness);
         let mut tally = Tally::default();
-        let (mut late, mut invalid, mut overflow) = (0u64, 0u64, 0u64);
+        let (mut late, mut invalid, mut overflow, mut superseded) = (0u64, 0u64, 0u64, 0u64);
         let start = self.shared.started_ns;
         for pp in pairs {
             let pid = self.pair_for(
@@ -369,11 +369,7 @@ impl ShardCore {
                     invalid += 1;
                     continue;
                 }
-                if !self.streams.contains(pt.stream)
-                    && self.shared.metric_streams.fetch_add(1, Ordering::Relaxed)
-                        >= self.set.max_metric_streams
-                {
-                    self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+                if !self.track_stream(pt.stream, pt.cumulative) {
                     overflow += 1;
                     continue;
                 }
@@ -399,12 +395,54 @@ impl ShardCore {
                 p.totals.requests += c.requests;
                 p.totals.errors += c.errors;
             }
+            for rp in &pp.runs {
+                if rp.time_ns > now + self.set.skew || rp.time_ns < rp.start_ns {
+                    invalid += 1;
+                    continue;
+                }
+                if !self.track_stream(rp.stream, rp.cumulative) {
+                    overflow += 1;
+                    continue;
+                }
+                let (count, sum_s, counts) = self.streams.delta_runs(rp, start);
+                // A run point is an event of its pair, like a pipeline span.
+                self.advance(pid, rp.time_ns.min(now));
+                let p = &mut self.pairs[pid as usize];
+                p.last_event = p.last_event.max(rp.time_ns.min(now));
+                if !p.delivery.pipeline_histogram(
+                    &rp.name,
+                    &rp.result,
+                    rp.time_ns,
+                    count,
+                    sum_s,
+                    &rp.bounds,
+                    &counts,
+                    &self.set.delivery,
+                ) {
+                    superseded += 1;
+                }
+            }
         }
         let c = &self.shared.counters;
         super::Counters::add(&c.late_metric_points, late);
         super::Counters::add(&c.invalid_metric_points, invalid);
         super::Counters::add(&c.overflow_metric_stream, overflow);
+        super::Counters::add(&c.superseded_run_points, superseded);
         super::Counters::add(&c.overflow_service, tally.overflow_service);
+    }
+
+    /// Whether a point's stream can be followed: delta streams need no state; a new
+    /// cumulative stream takes one of the process-wide `max_metric_streams` slots.
+    fn track_stream(&mut self, stream: u64, cumulative: bool) -> bool {
+        if !cumulative || self.streams.contains(stream) {
+            return true;
+        }
+        if self.shared.metric_streams.fetch_add(1, Ordering::Relaxed) >= self.set.max_metric_streams
+        {
+            self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     #[inline]
