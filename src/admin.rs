@@ -158,6 +158,7 @@ async fn gate(
 }
 
 fn delivery_json(p: &PairView) -> Value {
+    use crate::delivery::deployments::weighted_nearest_rank;
     use crate::delivery::index::COMPONENTS;
     use crate::slo::nearest_rank;
     let d = &p.delivery;
@@ -175,8 +176,8 @@ fn delivery_json(p: &PairView) -> Value {
                 "name": &*pl.name,
                 "runs_by_result": pl.by_result.iter().map(|(r, n)| (r.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "failure_ratio": pl.failure,
-                "duration_p50_seconds": nearest_rank(&pl.durations, 0.5),
-                "duration_p90_seconds": nearest_rank(&pl.durations, 0.9),
+                "duration_p50_seconds": weighted_nearest_rank(&pl.durations, 0.5),
+                "duration_p90_seconds": weighted_nearest_rank(&pl.durations, 0.9),
             })
         })
         .collect();

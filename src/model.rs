@@ -102,6 +102,9 @@ pub mod flags {
     pub const ERROR_TYPE: u16 = 1 << 4;
     /// the record carries its own `service.name` attribute
     pub const RECORD_SERVICE: u16 = 1 << 5;
+    /// set by the router: the span's deployment record names another pair and was sent
+    /// to that pair's shard, so the resource's shard leaves it out
+    pub const ROUTED: u16 = 1 << 6;
     /// set by the receiver: the span ends before it starts or too far in the future
     pub const INVALID: u16 = 1 << 15;
 }
@@ -129,6 +132,8 @@ pub struct Ext {
     pub deployment_status: Str,
     /// record-level service.name
     pub service: Str,
+    /// record-level service.namespace
+    pub namespace: Str,
     /// record-level deployment.environment.name (fallback deployment.environment)
     pub environment: Str,
     /// record-level service.version

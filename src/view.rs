@@ -89,8 +89,9 @@ pub struct PipelineView {
     pub name: Arc<str>,
     /// runs by result since the process started
     pub by_result: Vec<(String, u64)>,
-    /// durations (s) over the lookback, sorted
-    pub durations: Vec<f64>,
+    /// durations (s) over the lookback with how many runs each stands for, sorted by
+    /// duration
+    pub durations: Vec<(f64, u64)>,
     /// failed / counted runs over the lookback
     pub failure: Option<f64>,
     /// cumulative duration sum (s)

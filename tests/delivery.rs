@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use momentum::archive::EventRow;
 use momentum::config::Config;
+use momentum::delivery::records::{from_logs, split_span_records};
 use momentum::pipeline::clock::{Clock, ManualClock};
 use momentum::pipeline::router::resource_hash;
 use momentum::pipeline::shard::ShardCore;
@@ -16,8 +17,15 @@ use momentum::pipeline::{Settings, Shared};
 use momentum::receiver::decode::{decode_traces, DecodeOptions};
 use momentum::receiver::validate_spans;
 use momentum::view::PairView;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -114,9 +122,13 @@ struct Run {
 
 impl Run {
     fn new() -> Self {
-        let cfg = Config::from_yaml_str(
-            "slos:\n  - service: \"*\"\n    objectives: { availability: 99.9 }\n",
-        )
+        Run::with("")
+    }
+
+    fn with(extra: &str) -> Self {
+        let cfg = Config::from_yaml_str(&format!(
+            "slos:\n  - service: \"*\"\n    objectives: {{ availability: 99.9 }}\n{extra}"
+        ))
         .unwrap();
         let set = Arc::new(Settings::from_config(Arc::new(cfg)));
         let clock = ManualClock::new(T0);
@@ -137,13 +149,25 @@ impl Run {
         let now = self.clock.now_ns();
         validate_spans(&mut b, now, MIN);
         self.shared.fleet.observe(now, 0);
+        // As the router does: deployment spans naming another pair travel as records.
+        let records = split_span_records(&mut b);
         let hashes: Vec<u64> = b
             .resources
             .iter()
             .map(|r| resource_hash(&b.buf, r))
             .collect();
         self.shard.ingest(&b, &hashes);
+        self.shard.ingest_records(&records);
         self.events.extend(self.shard.take_events());
+    }
+
+    fn deliver_logs(&mut self, req: &ExportLogsServiceRequest) -> u64 {
+        // As the receiver does: an arrival, then the records to their shard.
+        self.shared.fleet.observe(self.clock.now_ns(), 0);
+        let (records, n) = from_logs(req, 256);
+        self.shard.ingest_records(&records);
+        self.events.extend(self.shard.take_events());
+        n
     }
 
     fn pair(&mut self, service: &str) -> PairView {
@@ -154,6 +178,17 @@ impl Run {
             .pairs
             .into_iter()
             .find(|p| &*p.service == service)
+            .unwrap()
+    }
+
+    fn pair_env(&mut self, service: &str, env: &str) -> PairView {
+        self.shard.tick();
+        self.events.extend(self.shard.take_events());
+        self.shard
+            .view()
+            .pairs
+            .into_iter()
+            .find(|p| &*p.service == service && &*p.environment == env)
             .unwrap()
     }
 
@@ -397,4 +432,449 @@ fn two_days_of_delivery_history() {
         0.75 + 0.25 * (f.log10() - (1.0f64 / 7.0).log10()) / (0.0 - (1.0f64 / 7.0).log10())
     };
     assert!(close(c.throughput, throughput), "{f} {c:?}");
+}
+
+fn log(time: u64, observed: u64, attrs: &[(&str, &str)]) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        observed_time_unix_nano: observed,
+        attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+        ..Default::default()
+    }
+}
+
+fn logs(resource: &[(&str, &str)], records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: resource.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn log_records_carry_explicit_deployments_to_their_pair() {
+    let mut run = Run::new();
+    // web reports v1 for an hour.
+    let traffic: Vec<Sp> = (0..60).map(|i| req(T0 + i * MIN, "web", "1")).collect();
+    for c in traffic.chunks(20) {
+        run.deliver(c);
+    }
+    let t = T0 + HOUR;
+    run.clock.set(t + 2 * HOUR);
+    let res = [
+        ("service.name", "web"),
+        ("deployment.environment.name", "prod"),
+        ("service.version", "2"),
+        ("vcs.ref.head.revision", "r-resource"),
+    ];
+    let n = run.deliver_logs(&logs(
+        &res,
+        vec![
+            // ordinary log records: not deployment records
+            log(t, t, &[("message", "hello")]),
+            log(t, t, &[("deployment.environment.name", "prod")]),
+            // version 2 from the resource, status failed, the record's own time
+            log(
+                t,
+                t + MIN,
+                &[("deployment.id", "d-2"), ("deployment.status", "failed")],
+            ),
+            // the same deployment.id again: one deployment
+            log(t + MIN, 0, &[("deployment.id", "d-2")]),
+            // no time: the observed time counts; the record's own version and revision win
+            log(
+                0,
+                t + 30 * MIN,
+                &[
+                    ("deployment.id", "d-3"),
+                    ("service.version", "3"),
+                    ("vcs.ref.head.revision", "r-3"),
+                ],
+            ),
+            // another pair named by the record: cart in staging
+            log(
+                t + 40 * MIN,
+                0,
+                &[
+                    ("deployment.status", "succeeded"),
+                    ("service.name", "cart"),
+                    ("deployment.environment.name", "staging"),
+                    ("service.version", "7"),
+                ],
+            ),
+            // no time at all, and far in the future: invalid, counted, no clock move
+            log(0, 0, &[("deployment.id", "d-none")]),
+            log(t + 100 * DAY, 0, &[("deployment.id", "d-future")]),
+        ],
+    ));
+    assert_eq!(n, 6, "six log records carry deployment attributes");
+    assert_eq!(
+        run.shared
+            .counters
+            .invalid_records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // The records moved their pairs' clocks to their event times (the fleet clock was
+    // at web's traffic), never to the future one.
+    let cart = run.pair_env("cart", "staging");
+    assert_eq!(cart.clock_ns, t + 40 * MIN);
+    assert_eq!(cart.delivery.pending, 1);
+    assert_eq!(
+        run.pair("web").clock_ns,
+        t + 40 * MIN - 2 * MIN,
+        "F − lateness"
+    );
+    // web goes on reporting version 3; outcomes: d-2 failed by its status, d-3
+    // succeeded once decided; version 3's spans are no new deployment.
+    let v3: Vec<Sp> = (0..30)
+        .map(|i| req(t + 31 * MIN + i * 5 * MIN, "web", "3"))
+        .collect();
+    for c in v3.chunks(10) {
+        run.deliver(c);
+    }
+    let web = run.pair("web");
+    assert_eq!(web.delivery.decided, [1, 1]);
+    assert_eq!(web.delivery.change_failure, Some(0.5));
+    assert_eq!(web.delivery.current_version.as_deref(), Some("3"));
+    assert_eq!(run.events("web", "deployment").len(), 2);
+    // The deployment events, now that every outcome is decided.
+    let deps: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e.kind == "deployment")
+        .map(|e| {
+            (
+                e.service.to_string(),
+                e.environment.to_string(),
+                e.time_ns,
+                e.version.clone(),
+                e.attributes.clone(),
+            )
+        })
+        .collect();
+    // Written once decided (with the result), so in decision order: sorted by time here.
+    let mut deps = deps;
+    deps.sort_by_key(|d| d.2);
+    assert_eq!(deps.len(), 3, "{deps:?}");
+    assert_eq!(deps[0].0, "web");
+    assert_eq!((deps[0].2, deps[0].3.as_deref()), (t, Some("2")));
+    assert!(
+        deps[0].4.contains("\"revision\":\"r-resource\""),
+        "{deps:?}"
+    );
+    assert_eq!((deps[1].2, deps[1].3.as_deref()), (t + 30 * MIN, Some("3")));
+    assert!(deps[1].4.contains("\"revision\":\"r-3\""), "{deps:?}");
+    assert_eq!(
+        (deps[2].0.as_str(), deps[2].1.as_str(), deps[2].2),
+        ("cart", "staging", t + 40 * MIN)
+    );
+    assert_eq!(
+        deps[2].3.as_deref(),
+        Some("7"),
+        "the record's version, not web's"
+    );
+    assert!(run.events("web", "rollback").is_empty());
+}
+
+#[test]
+fn deployment_spans_naming_another_service_count_for_that_pair() {
+    let mut run = Run::new();
+    let mut traffic: Vec<Sp> = (0..60).map(|i| req(T0 + i * MIN, "cart", "1")).collect();
+    // A CD system's span (resource argo, version 9) announcing cart 2.
+    let mut cd = req(T0 + 30 * MIN, "argo", "9");
+    cd.kind = span::SpanKind::Internal;
+    cd.attrs = vec![
+        ("deployment.id", "argo-42".into()),
+        ("service.name", "cart".into()),
+        ("service.version", "2".into()),
+    ];
+    // argo's own deployment record, naming itself: it counts for argo.
+    let mut own = req(T0 + 31 * MIN, "argo", "9");
+    own.attrs = vec![
+        ("deployment.status", "succeeded".into()),
+        ("service.name", "argo".into()),
+    ];
+    traffic.push(cd.clone());
+    traffic.push(own);
+    traffic.sort_by_key(|s| s.t);
+    // Ordinary spans are left alone by the split.
+    let mut plain = batch(&traffic[..5]);
+    assert!(split_span_records(&mut plain).is_empty());
+    // The CD span: one record for cart, the span flagged so argo's shard skips it.
+    let mut b = batch(&[cd]);
+    validate_spans(&mut b, T0 + HOUR, MIN);
+    let recs = split_span_records(&mut b);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].name, "cart");
+    assert_eq!(recs[0].environment, "prod", "the resource's environment");
+    assert_eq!(recs[0].records[0].version, "2");
+    assert_eq!(recs[0].records[0].id.as_deref(), Some("argo-42"));
+    for c in traffic.chunks(7) {
+        run.deliver(c);
+    }
+    let argo = run.pair("argo");
+    assert_eq!(argo.delivery.pending, 1, "only argo's own record");
+    // Deployment events are written once decided: move past change_failure_window +
+    // rollback_quiet_period.
+    run.clock.set(T0 + 4 * HOUR);
+    run.shard.tick();
+    run.events.extend(run.shard.take_events());
+    let mut deps: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e.kind == "deployment")
+        .map(|e| (e.service.to_string(), e.time_ns, e.version.clone()))
+        .collect();
+    deps.sort_by_key(|d| d.1);
+    assert_eq!(
+        deps,
+        vec![
+            ("cart".to_string(), T0 + 30 * MIN, Some("2".to_string())),
+            ("argo".to_string(), T0 + 31 * MIN, Some("9".to_string())),
+        ]
+    );
+}
+
+/// One `cicd.pipeline.run.duration` point: (pipeline, result, cumulative, start, time,
+/// bucket counts over bounds 60 s, 300 s, 900 s, sum).
+struct Hp(&'static str, &'static str, bool, u64, u64, [u64; 4], f64);
+
+fn run_histograms(points: &[Hp]) -> ExportMetricsServiceRequest {
+    let metrics = points
+        .iter()
+        .map(
+            |Hp(name, result, cumulative, start, time, counts, sum)| Metric {
+                name: "cicd.pipeline.run.duration".into(),
+                unit: "s".into(),
+                data: Some(metric::Data::Histogram(Histogram {
+                    aggregation_temporality: if *cumulative {
+                        AggregationTemporality::Cumulative
+                    } else {
+                        AggregationTemporality::Delta
+                    } as i32,
+                    data_points: vec![HistogramDataPoint {
+                        attributes: vec![
+                            kv("cicd.pipeline.name", name),
+                            kv("cicd.pipeline.result", result),
+                        ],
+                        start_time_unix_nano: *start,
+                        time_unix_nano: *time,
+                        count: counts.iter().sum(),
+                        sum: Some(*sum),
+                        bucket_counts: counts.to_vec(),
+                        explicit_bounds: vec![60.0, 300.0, 900.0],
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            },
+        )
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "ci"),
+                    kv("deployment.environment.name", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+impl Run {
+    fn deliver_metrics(&mut self, req: &ExportMetricsServiceRequest) {
+        self.shared.fleet.observe(self.clock.now_ns(), 0);
+        let (pairs, unusable) = momentum::sli::metrics::extract(req, |_, _| None);
+        assert_eq!(unusable, 0);
+        self.shard.ingest_metrics(&pairs);
+        self.events.extend(self.shard.take_events());
+    }
+
+    fn counter(
+        &self,
+        f: impl Fn(&momentum::pipeline::Counters) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        f(&self.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn pipeline_run_histograms_give_runs_durations_and_failure_ratio_and_spans_win() {
+    // Two cumulative streams fit; delta streams need no slot.
+    let mut run = Run::with("limits: { max_metric_streams: 2 }\n");
+    run.clock.set(T0 + 5 * MIN);
+    let pipeline_span = |t: u64, name: &str, result: &str, id: &str| Sp {
+        t,
+        service: "ci",
+        version: String::new(),
+        err: false,
+        attrs: vec![
+            ("cicd.pipeline.name", name.into()),
+            ("cicd.pipeline.result", result.into()),
+            ("cicd.pipeline.run.id", id.into()),
+        ],
+        kind: span::SpanKind::Server,
+        dur: 2 * MIN,
+    };
+    // "deploy" is reported as spans: its histogram points are left out.
+    run.deliver(&[pipeline_span(T0 + 5 * MIN, "deploy", "success", "d1")]);
+    run.clock.set(T0 + 10 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[
+        // build/success, cumulative, started at the process start: counts in full
+        Hp(
+            "build",
+            "success",
+            true,
+            T0,
+            T0 + 10 * MIN,
+            [1, 2, 1, 0],
+            700.0,
+        ),
+        // "test": histogram runs first (delta)
+        Hp(
+            "test",
+            "failure",
+            false,
+            T0,
+            T0 + 10 * MIN,
+            [0, 3, 0, 0],
+            600.0,
+        ),
+    ]));
+    run.clock.set(T0 + 20 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[
+        // build/success again: the delta is [0, 1, 0, 1], 2 runs, 1300 s
+        Hp(
+            "build",
+            "success",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [1, 3, 1, 1],
+            2000.0,
+        ),
+        Hp(
+            "build",
+            "failure",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [0, 0, 2, 0],
+            1000.0,
+        ),
+        // delta: no stream slot taken, left out of the failure ratio
+        Hp(
+            "build",
+            "cancellation",
+            false,
+            T0,
+            T0 + 20 * MIN,
+            [1, 0, 0, 0],
+            30.0,
+        ),
+        // a third cumulative stream: over max_metric_streams
+        Hp(
+            "lint",
+            "success",
+            true,
+            T0,
+            T0 + 20 * MIN,
+            [1, 0, 0, 0],
+            10.0,
+        ),
+        // spans of deploy were seen within the lookback: left out
+        Hp(
+            "deploy",
+            "failure",
+            false,
+            T0,
+            T0 + 20 * MIN,
+            [0, 1, 0, 0],
+            100.0,
+        ),
+    ]));
+    // "test" now arrives as a span: its histogram runs leave the lookback figures.
+    run.clock.set(T0 + 30 * MIN + S);
+    run.deliver(&[pipeline_span(T0 + 30 * MIN, "test", "success", "t1")]);
+    assert_eq!(run.counter(|c| &c.overflow_metric_stream), 1, "lint only");
+    assert_eq!(
+        run.counter(|c| &c.superseded_run_points),
+        1,
+        "deploy's point"
+    );
+    let ci = run.pair("ci");
+    let get = |name: &str| {
+        ci.delivery
+            .pipelines
+            .iter()
+            .find(|p| &*p.name == name)
+            .unwrap_or_else(|| panic!("no pipeline {name}"))
+            .clone()
+    };
+    let build = get("build");
+    let mut by = build.by_result.clone();
+    by.sort();
+    assert_eq!(
+        by,
+        vec![
+            ("cancellation".into(), 1),
+            ("failure".into(), 2),
+            ("success".into(), 6)
+        ]
+    );
+    // failed / counted runs: 2 / (6 + 2); cancellation left out.
+    assert_eq!(build.failure, Some(0.25));
+    // Durations by bucket upper bound (the unbounded bucket: its lower bound 900 s):
+    // 60 s ×2, 300 s ×3, 900 s ×4 → p50 (5th of 9) 300 s, p90 (9th) 900 s.
+    use momentum::delivery::deployments::weighted_nearest_rank;
+    assert_eq!(weighted_nearest_rank(&build.durations, 0.5), Some(300.0));
+    assert_eq!(weighted_nearest_rank(&build.durations, 0.9), Some(900.0));
+    assert_eq!(build.duration_count, 9);
+    assert_eq!(build.duration_sum_s, 700.0 + 1300.0 + 1000.0 + 30.0);
+    assert!(ci.delivery.pipelines.iter().all(|p| &*p.name != "lint"));
+    // deploy: its one span only.
+    let deploy = get("deploy");
+    assert_eq!(deploy.by_result, vec![("success".into(), 1)]);
+    assert_eq!(deploy.failure, Some(0.0));
+    // test: the span wins for the lookback figures; counters keep what they counted.
+    let test = get("test");
+    assert_eq!(test.failure, Some(0.0));
+    assert_eq!(test.durations.len(), 1, "{:?}", test.durations);
+    assert!((test.durations[0].0 - 120.0).abs() < 1e-6 && test.durations[0].1 == 1);
+    let mut by = test.by_result.clone();
+    by.sort();
+    assert_eq!(by, vec![("failure".into(), 3), ("success".into(), 1)]);
+    // A later histogram point of test within the lookback is left out too.
+    run.clock.set(T0 + 40 * MIN + S);
+    run.deliver_metrics(&run_histograms(&[Hp(
+        "test",
+        "failure",
+        false,
+        T0,
+        T0 + 40 * MIN,
+        [1, 0, 0, 0],
+        5.0,
+    )]));
+    assert_eq!(run.counter(|c| &c.superseded_run_points), 2);
+    assert_eq!(
+        run.pair("ci").clock_ns,
+        T0 + 40 * MIN,
+        "run points move the clock"
+    );
 }

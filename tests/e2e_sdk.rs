@@ -151,3 +151,110 @@ fn python_sdk_spans_over_grpc_and_http_are_counted_exactly() {
     let status = p.stop();
     assert!(status.success(), "exit status {status}");
 }
+
+/// Explicit deployment records over OTLP/HTTP JSON: a log record of checkout's own, a
+/// repeat of it, and a CD system's span naming checkout with a record-level
+/// `service.name` all reach checkout's delivery state (API and /metrics); an ordinary
+/// log record does not.
+#[test]
+fn deployment_log_records_and_foreign_deployment_spans_over_http_json() {
+    use common::http_request;
+    let p = Proc::start(&config_yaml(""));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let attr = |k: &str, v: &str| serde_json::json!({"key": k, "value": {"stringValue": v}});
+    let resource = |svc: &str, version: &str| {
+        serde_json::json!({"attributes": [
+            attr("service.name", svc),
+            attr("deployment.environment.name", "prod"),
+            attr("service.version", version),
+        ]})
+    };
+    let post = |path: &str, body: serde_json::Value| {
+        let (status, _, b) = http_request(
+            &p.http,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&b));
+    };
+    let span = |name: &str, t: u64, attrs: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060708",
+            "name": name, "kind": 2,
+            "startTimeUnixNano": (t - 10_000_000).to_string(), "endTimeUnixNano": t.to_string(),
+            "attributes": attrs,
+        })
+    };
+    // checkout serves v1; argo (a CD system) announces checkout v3 on a span of its own.
+    post(
+        "/v1/traces",
+        serde_json::json!({"resourceSpans": [
+            {"resource": resource("checkout", "1"), "scopeSpans": [{"spans": [
+                span("GET /cart", now - 2_000_000_000, vec![]),
+            ]}]},
+            {"resource": resource("argo", "9"), "scopeSpans": [{"spans": [
+                span("sync checkout", now - 1_000_000_000, vec![
+                    attr("deployment.id", "argo-7"),
+                    attr("service.name", "checkout"),
+                    attr("service.version", "3"),
+                ]),
+            ]}]},
+        ]}),
+    );
+    // checkout's own deployment record in a log, sent twice; an ordinary log record.
+    let dep_log = |t: u64| {
+        serde_json::json!({"timeUnixNano": t.to_string(), "body": {"stringValue": "deployed"},
+            "attributes": [attr("deployment.id", "dep-1"), attr("deployment.status", "failed"),
+                           attr("service.version", "2")]})
+    };
+    post(
+        "/v1/logs",
+        serde_json::json!({"resourceLogs": [{"resource": resource("checkout", "1"),
+        "scopeLogs": [{"logRecords": [
+            {"timeUnixNano": now.to_string(), "body": {"stringValue": "hello"}},
+            dep_log(now - 500_000_000),
+            dep_log(now),
+        ]}]}]}),
+    );
+    let labels = [("service_name", "checkout")];
+    let m = p.wait_metrics(20, |m| {
+        metric(m, "momentum_delivery_deployments_pending", &labels) == Some(2.0)
+    });
+    assert_eq!(
+        metric(&m, "momentum_delivery_deployments_pending", &labels),
+        Some(2.0),
+        "dep-1 (once) and argo-7"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_delivery_deployments_pending",
+            &[("service_name", "argo")]
+        ),
+        Some(0.0),
+        "argo's span named checkout, not argo"
+    );
+    assert_eq!(
+        metric(&m, "momentum_receiver_accepted_log_records_total", &[]),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&m, "momentum_receiver_deployment_log_records_total", &[]),
+        Some(2.0)
+    );
+    let (status, body) = p.admin_get("/api/v1/services/checkout?environment=prod");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["delivery"]["deployments_pending"].as_u64(),
+        Some(2),
+        "{v}"
+    );
+    assert_eq!(v["delivery"]["current_version"].as_str(), Some("1"));
+    assert!(p.stop().success());
+}

@@ -86,6 +86,10 @@ pub struct Run {
     pub failed: bool,
     /// counted in failure ratios (not cancellation/skip)
     pub counted: bool,
+    /// runs this entry stands for (1 for a span; a histogram bucket's count)
+    pub weight: u64,
+    /// from a `cicd.pipeline.run.duration` histogram
+    pub metric: bool,
 }
 
 /// Per pipeline name.
@@ -100,6 +104,54 @@ pub struct Pipeline {
     /// cumulative count of runs with a duration
     pub duration_count: u64,
     recent_ids: VecDeque<String>,
+    /// end of the newest run seen as a span (0: none): spans win over histograms
+    last_span: u64,
+}
+
+impl Pipeline {
+    fn count_result(&mut self, result: &str, n: u64) {
+        match self.by_result.iter_mut().find(|(res, _)| res == result) {
+            Some((_, c)) => *c += n,
+            None => self.by_result.push((result.to_string(), n)),
+        }
+    }
+
+    /// Drops runs older than the lookback before `newest`, and entries beyond a hard bound.
+    fn trim(&mut self, newest: u64, r: &Rules) {
+        while self
+            .runs
+            .front()
+            .is_some_and(|x| x.end.saturating_add(r.lookback) < newest)
+            || self.runs.len() > 4096
+        {
+            self.runs.pop_front();
+        }
+    }
+}
+
+/// (failed, counted in failure ratios) of a `cicd.pipeline.result`.
+fn result_kind(result: &str) -> (bool, bool) {
+    (
+        matches!(result, "failure" | "error" | "timeout"),
+        !matches!(result, "cancellation" | "skip"),
+    )
+}
+
+/// The nearest-rank quantile of weighted values sorted by value (None when empty).
+pub fn weighted_nearest_rank(sorted: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total: u64 = sorted.iter().map(|x| x.1).sum();
+    if total == 0 {
+        return None;
+    }
+    let k = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0u64;
+    for &(v, w) in sorted {
+        seen += w;
+        if seen >= k {
+            return Some(v);
+        }
+    }
+    sorted.last().map(|x| x.0)
 }
 
 /// The delivery state of one pair.
@@ -433,20 +485,7 @@ impl Delivery {
         who: (&Arc<str>, &Arc<str>),
         events: &mut Vec<EventRow>,
     ) -> bool {
-        let known = self.pipelines.iter().any(|(n, _)| &**n == name);
-        let name = if !known && self.pipelines.len() >= r.max_pipelines {
-            self.pipeline_overflow += 1;
-            crate::pipeline::shard::OVERFLOW
-        } else {
-            name
-        };
-        let idx = match self.pipelines.iter().position(|(n, _)| &**n == name) {
-            Some(i) => i,
-            None => {
-                self.pipelines.push((Arc::from(name), Pipeline::default()));
-                self.pipelines.len() - 1
-            }
-        };
+        let (idx, name) = self.pipeline_index(name, r);
         let p = &mut self.pipelines[idx].1;
         if let Some(id) = run_id {
             if p.recent_ids.iter().any(|x| x == id) {
@@ -457,24 +496,25 @@ impl Delivery {
                 p.recent_ids.pop_front();
             }
         }
-        let failed = matches!(result, "failure" | "error" | "timeout");
-        let counted = !matches!(result, "cancellation" | "skip");
-        match p.by_result.iter_mut().find(|(res, _)| res == result) {
-            Some((_, n)) => *n += 1,
-            None => p.by_result.push((result.to_string(), 1)),
-        }
+        let (failed, counted) = result_kind(result);
+        p.count_result(result, 1);
         let duration_s = end.saturating_sub(start) as f64 * 1e-9;
         p.duration_sum_s += duration_s;
         p.duration_count += 1;
+        // Spans win: the histogram runs of this pipeline leave the lookback figures.
+        if p.runs.iter().any(|x| x.metric) {
+            p.runs.retain(|x| !x.metric);
+        }
+        p.last_span = p.last_span.max(end);
         p.runs.push_back(Run {
             end,
             duration_s,
             failed,
             counted,
+            weight: 1,
+            metric: false,
         });
-        while p.runs.front().is_some_and(|x| x.end + r.lookback < end) || p.runs.len() > 4096 {
-            p.runs.pop_front();
-        }
+        p.trim(end, r);
         if let Some(rev) = revision.filter(|r| !r.is_empty()) {
             revisions
                 .entry(rev.to_string())
@@ -491,6 +531,82 @@ impl Delivery {
             revision.map_or("null".into(), json_str)
         );
         events.push(e);
+        true
+    }
+
+    /// The index of pipeline `name` (created on first sight; names beyond
+    /// `max_pipelines` fold into `__overflow__`), and the name it is kept under.
+    fn pipeline_index<'a>(&mut self, name: &'a str, r: &Rules) -> (usize, &'a str) {
+        let known = self.pipelines.iter().any(|(n, _)| &**n == name);
+        let name = if !known && self.pipelines.len() >= r.max_pipelines {
+            self.pipeline_overflow += 1;
+            crate::pipeline::shard::OVERFLOW
+        } else {
+            name
+        };
+        let idx = match self.pipelines.iter().position(|(n, _)| &**n == name) {
+            Some(i) => i,
+            None => {
+                self.pipelines.push((Arc::from(name), Pipeline::default()));
+                self.pipelines.len() - 1
+            }
+        };
+        (idx, name)
+    }
+
+    /// Runs from a `cicd.pipeline.run.duration` histogram point (already a delta): `count`
+    /// runs with `result` ending by `time`, `counts[i]` of them in the bucket with upper
+    /// bound `bounds[i]` (s; the last bucket has none), `sum_s` their summed duration.
+    /// Each non-empty bucket joins the lookback as one weighted entry whose duration is
+    /// the bucket's upper bound (the last, unbounded bucket: its lower bound; no buckets
+    /// at all: the mean `sum_s / count`). Returns false when the point is left out
+    /// because spans of this pipeline were seen within the lookback (spans win: they
+    /// carry run ids and revisions, histogram runs cannot be de-duplicated against them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pipeline_histogram(
+        &mut self,
+        name: &str,
+        result: &str,
+        time: u64,
+        count: u64,
+        sum_s: f64,
+        bounds: &[f64],
+        counts: &[u64],
+        r: &Rules,
+    ) -> bool {
+        let (idx, _) = self.pipeline_index(name, r);
+        let p = &mut self.pipelines[idx].1;
+        if p.last_span > 0 && p.last_span.saturating_add(r.lookback) >= time {
+            return false;
+        }
+        if count == 0 {
+            return true;
+        }
+        let (failed, counted) = result_kind(result);
+        p.count_result(result, count);
+        p.duration_sum_s += sum_s;
+        p.duration_count += count;
+        let entry = |duration_s: f64, weight: u64| Run {
+            end: time,
+            duration_s,
+            failed,
+            counted,
+            weight,
+            metric: true,
+        };
+        if counts.iter().sum::<u64>() == 0 {
+            p.runs.push_back(entry(sum_s / count as f64, count));
+        } else {
+            for (i, &c) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+                let d = bounds
+                    .get(i)
+                    .or_else(|| bounds.last())
+                    .copied()
+                    .unwrap_or(0.0);
+                p.runs.push_back(entry(d, c));
+            }
+        }
+        p.trim(time, r);
         true
     }
 
@@ -574,10 +690,16 @@ impl Delivery {
             .pipelines
             .iter()
             .map(|(name, p)| {
-                let mut durations: Vec<f64> = p.runs.iter().map(|x| x.duration_s).collect();
-                durations.sort_by(|a, b| a.total_cmp(b));
-                let counted = p.runs.iter().filter(|x| x.counted).count();
-                let failed = p.runs.iter().filter(|x| x.counted && x.failed).count();
+                let mut durations: Vec<(f64, u64)> =
+                    p.runs.iter().map(|x| (x.duration_s, x.weight)).collect();
+                durations.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let counted: u64 = p.runs.iter().filter(|x| x.counted).map(|x| x.weight).sum();
+                let failed: u64 = p
+                    .runs
+                    .iter()
+                    .filter(|x| x.counted && x.failed)
+                    .map(|x| x.weight)
+                    .sum();
                 crate::view::PipelineView {
                     name: name.clone(),
                     by_result: p.by_result.clone(),

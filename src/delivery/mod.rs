@@ -3,6 +3,9 @@
 //!
 //! - [`deployments`]: per-pair deployment, rollback, pipeline and lead-time state.
 //! - [`index`]: the momentum index and its components (pure functions).
+//! - [`records`]: explicit deployment records (spans, log records) and the pair they
+//!   count for.
 
 pub mod deployments;
 pub mod index;
+pub mod records;

@@ -347,7 +347,17 @@ fn delivery_families(out: &mut Vec<Family>, pairs: &[PairView]) {
             }
             dur.samples.push(Sample {
                 attrs: a.clone(),
-                value: quantile_summary(&pl.durations, pl.duration_count, pl.duration_sum_s),
+                value: Value::Summary {
+                    count: pl.duration_count,
+                    sum: pl.duration_sum_s,
+                    quantiles: [0.5, 0.9]
+                        .iter()
+                        .filter_map(|&q| {
+                            crate::delivery::deployments::weighted_nearest_rank(&pl.durations, q)
+                                .map(|v| (q, v))
+                        })
+                        .collect(),
+                },
                 start_ns: p.start_ns,
             });
             if let Some(f) = pl.failure {
@@ -582,7 +592,7 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
         );
     }
     out.push(f);
-    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 9] = [
+    let simple: [(&'static str, &'static str, &'static str, &'static str, f64); 12] = [
         (
             "momentum.receiver.sli_metric_points",
             "momentum_receiver_sli_metric_points_total",
@@ -624,6 +634,27 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
             "{record}",
             "Log records accepted.",
             get(&c.accepted_log_records),
+        ),
+        (
+            "momentum.receiver.deployment_log_records",
+            "momentum_receiver_deployment_log_records_total",
+            "{record}",
+            "Log records carrying deployment.id or deployment.status (explicit deployment records).",
+            get(&c.deployment_log_records),
+        ),
+        (
+            "momentum.pipeline.superseded_run_points",
+            "momentum_pipeline_superseded_run_points_total",
+            "{point}",
+            "cicd.pipeline.run.duration points left out: spans of the same pipeline arrived within the lookback.",
+            get(&c.superseded_run_points),
+        ),
+        (
+            "momentum.pipeline.invalid_deployment_records",
+            "momentum_pipeline_invalid_deployment_records_total",
+            "{record}",
+            "Explicit deployment records with no time or more than max_clock_skew in the future.",
+            get(&c.invalid_records),
         ),
         (
             "momentum.pipeline.processed_spans",

@@ -187,12 +187,18 @@ pub struct Counters {
     pub accepted_metric_points: AtomicU64,
     /// accepted log records
     pub accepted_log_records: AtomicU64,
+    /// log records carrying deployment.id / deployment.status
+    pub deployment_log_records: AtomicU64,
+    /// explicit deployment records routed to a shard with no time or in the future
+    pub invalid_records: AtomicU64,
     /// duration-histogram points behind the watermark
     pub late_metric_points: AtomicU64,
     /// duration-histogram points invalid on receipt (in the future, or before their start)
     pub invalid_metric_points: AtomicU64,
     /// points whose stream could not be tracked (`max_metric_streams`)
     pub overflow_metric_stream: AtomicU64,
+    /// cicd.pipeline.run.duration points left out: spans of the pipeline won
+    pub superseded_run_points: AtomicU64,
     /// duration-histogram points used for SLIs
     pub sli_metric_points: AtomicU64,
     /// duration-histogram points with a unit that is not a duration

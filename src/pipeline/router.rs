@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::PairState;
 use super::shard::{self, ShardCore, ShardMsg};
 use super::{pair_hash, shard_of, Settings, Shared};
+use crate::delivery::records::{split_span_records, DeployRecord, PairRecords};
 use crate::model::{ResourceRec, TraceBatch};
 use crate::view::ShardView;
 
@@ -99,13 +100,16 @@ impl Router {
             .sum()
     }
 
-    /// Admits a whole decoded trace request or nothing of it.
-    pub fn submit_traces(&self, batch: TraceBatch) -> Result<(), Refusal> {
+    /// Admits a whole decoded trace request or nothing of it. Deployment spans naming
+    /// another pair with a record-level `service.name` also go to that pair's shard as
+    /// records (see [`split_span_records`]), in the same all-or-nothing admission.
+    pub fn submit_traces(&self, mut batch: TraceBatch) -> Result<(), Refusal> {
         if self.set.memory_limit > 0
             && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
         {
             return Err(Refusal::MemoryLimit);
         }
+        let records = self.record_parts(split_span_records(&mut batch));
         let n = self.shards.len();
         let buf = &batch.buf[..];
         let hashes: Vec<u64> = batch
@@ -120,7 +124,9 @@ impl Router {
             + std::mem::size_of::<crate::model::SpanRec>() as u64;
         if single {
             let cost = per_span * batch.spans.len() as u64 + 64;
-            self.reserve(&[(first, cost)])?;
+            let mut costs = vec![(first, cost)];
+            costs.extend(records.iter().map(|(i, c, _)| (*i, *c)));
+            self.reserve(&costs)?;
             self.send(
                 first,
                 ShardMsg::Traces {
@@ -128,7 +134,9 @@ impl Router {
                     hashes,
                     cost,
                 },
+                cost,
             );
+            self.send_records(records);
             return Ok(());
         }
         // Split per shard: records are copied, the buffer is shared.
@@ -160,7 +168,9 @@ impl Router {
                     .map(|(b, _)| (i, per_span * b.spans.len() as u64 + 64))
             })
             .collect();
-        self.reserve(&costs)?;
+        let mut all = costs.clone();
+        all.extend(records.iter().map(|(i, c, _)| (*i, *c)));
+        self.reserve(&all)?;
         for ((i, cost), part) in costs.iter().zip(parts.into_iter().flatten()) {
             let (batch, hashes) = part;
             self.send(
@@ -170,9 +180,60 @@ impl Router {
                     hashes,
                     cost: *cost,
                 },
+                *cost,
             );
         }
+        self.send_records(records);
         Ok(())
+    }
+
+    /// Admits the explicit deployment records of a logs request, all or nothing.
+    pub fn submit_records(&self, pairs: Vec<PairRecords>) -> Result<(), Refusal> {
+        if self.set.memory_limit > 0
+            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
+        {
+            return Err(Refusal::MemoryLimit);
+        }
+        let parts = self.record_parts(pairs);
+        let costs: Vec<(usize, u64)> = parts.iter().map(|(i, c, _)| (*i, *c)).collect();
+        self.reserve(&costs)?;
+        self.send_records(parts);
+        Ok(())
+    }
+
+    /// Records grouped per shard with their queue cost.
+    fn record_parts(&self, pairs: Vec<PairRecords>) -> Vec<(usize, u64, Vec<PairRecords>)> {
+        let mut parts: Vec<(usize, u64, Vec<PairRecords>)> = Vec::new();
+        let rec = std::mem::size_of::<DeployRecord>() as u64;
+        for pp in pairs {
+            let i = shard_of(pp.hash, self.shards.len());
+            let cost = 64
+                + (pp.name.len() + pp.namespace.len() + pp.environment.len()) as u64
+                + pp.records
+                    .iter()
+                    .map(|r| {
+                        rec + (r.version.len()
+                            + r.id.as_ref().map_or(0, String::len)
+                            + r.status.as_ref().map_or(0, String::len)
+                            + r.revision.as_ref().map_or(0, String::len))
+                            as u64
+                    })
+                    .sum::<u64>();
+            match parts.iter_mut().find(|p| p.0 == i) {
+                Some(p) => {
+                    p.1 += cost;
+                    p.2.push(pp);
+                }
+                None => parts.push((i, 128 + cost, vec![pp])),
+            }
+        }
+        parts
+    }
+
+    fn send_records(&self, parts: Vec<(usize, u64, Vec<PairRecords>)>) {
+        for (i, cost, pairs) in parts {
+            self.send(i, ShardMsg::Records { pairs, cost }, cost);
+        }
     }
 
     /// Admits the duration-histogram points of a metrics request, all or nothing.
@@ -192,6 +253,7 @@ impl Router {
             parts[shard_of(pp.hash, n)].push(pp);
         }
         let point = std::mem::size_of::<crate::sli::metrics::MetricPoint>() as u64;
+        let run = std::mem::size_of::<crate::sli::metrics::RunPoint>() as u64;
         let costs: Vec<(usize, u64)> = parts
             .iter()
             .enumerate()
@@ -201,7 +263,18 @@ impl Router {
                     i,
                     128 + p
                         .iter()
-                        .map(|pp| 64 + point * pp.points.len() as u64)
+                        .map(|pp| {
+                            64 + point * pp.points.len() as u64
+                                + pp.runs
+                                    .iter()
+                                    .map(|r| {
+                                        run + (r.name.len()
+                                            + r.result.len()
+                                            + 8 * (r.bounds.len() + r.counts.len()))
+                                            as u64
+                                    })
+                                    .sum::<u64>()
+                        })
                         .sum::<u64>(),
                 )
             })
@@ -209,11 +282,7 @@ impl Router {
         self.reserve(&costs)?;
         for (i, cost) in costs {
             let pairs = std::mem::take(&mut parts[i]);
-            if let Err(mpsc::error::SendError(_)) =
-                self.shards[i].tx.send(ShardMsg::Metrics { pairs, cost })
-            {
-                self.shards[i].queued.fetch_sub(cost, Ordering::AcqRel);
-            }
+            self.send(i, ShardMsg::Metrics { pairs, cost }, cost);
         }
         Ok(())
     }
@@ -235,10 +304,9 @@ impl Router {
         Ok(())
     }
 
-    fn send(&self, i: usize, msg: ShardMsg) {
-        if let Err(mpsc::error::SendError(ShardMsg::Traces { cost, .. })) =
-            self.shards[i].tx.send(msg)
-        {
+    /// Sends a message that reserved `cost` bytes of shard `i`'s queue.
+    fn send(&self, i: usize, msg: ShardMsg, cost: u64) {
+        if let Err(mpsc::error::SendError(_)) = self.shards[i].tx.send(msg) {
             // The shard is gone (shutdown): release the reservation.
             self.shards[i].queued.fetch_sub(cost, Ordering::AcqRel);
         }

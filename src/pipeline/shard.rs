@@ -14,6 +14,7 @@ use super::checkpoint::PairState;
 use super::{pair_hash, Settings, Shared};
 use crate::archive::{ArchiveMsg, ArchiveSender, EventRow, MomentumRow, SliRow};
 use crate::delivery::deployments::Delivery;
+use crate::delivery::records::{DeployAttrs, PairRecords};
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::sli::classify::{classify, Outcome};
 use crate::sli::metrics::{PairPoints, Streams};
@@ -44,6 +45,14 @@ pub enum ShardMsg {
     Metrics {
         /// the points
         pairs: Vec<PairPoints>,
+        /// reserved queue bytes
+        cost: u64,
+    },
+    /// Explicit deployment records per pair (log records, and deployment spans naming
+    /// another pair); `cost` bytes reserved as for traces.
+    Records {
+        /// the records
+        pairs: Vec<PairRecords>,
         /// reserved queue bytes
         cost: u64,
     },
@@ -240,15 +249,20 @@ impl ShardCore {
         let set = self.set.clone();
         let p = &mut self.pairs[pid as usize];
         let who = (&p.service, &p.environment);
-        if flags_all & flags::DEPLOYMENT != 0 {
-            let id = Some(pick(|e| e.deployment_id)).filter(|x| !x.is_empty());
-            let status = Some(pick(|e| e.deployment_status)).filter(|x| !x.is_empty());
-            let version = Some(pick(|e| e.version))
-                .filter(|x| !x.is_empty())
-                .unwrap_or_else(|| r.version.as_str(buf));
-            let revision = Some(pick(|e| e.revision)).filter(|x| !x.is_empty());
-            p.delivery
-                .explicit(s.end_ns, id, status, version, revision, &set.delivery);
+        if flags_all & flags::DEPLOYMENT != 0 && s.flags & flags::ROUTED == 0 {
+            // A record naming another pair was routed there (flagged ROUTED); one naming
+            // this pair, or none, counts here with the resource filling in what it lacks.
+            let res = DeployAttrs::of_resource(buf, r);
+            let rec = ext.map_or_else(DeployAttrs::default, |e| DeployAttrs::of_ext(buf, e));
+            let d = rec.record(&res, true);
+            p.delivery.explicit(
+                s.end_ns,
+                d.id,
+                d.status,
+                d.version,
+                d.revision,
+                &set.delivery,
+            );
         }
         let is_task = flags_all & flags::CICD_TASK != 0;
         if flags_all & flags::CICD_RESULT != 0 && s.kind == crate::model::kind::SERVER && !is_task {
@@ -278,13 +292,61 @@ impl ShardCore {
         }
     }
 
+    /// Explicit deployment records routed to this shard. A record is an event of its
+    /// pair, like a deployment span: a valid one moves the pair's clock (capped at the
+    /// wall clock) and the fleet clock; one with no time, or more than `max_clock_skew`
+    /// after the wall clock, is counted invalid and left out, as such a span would be.
+    pub fn ingest_records(&mut self, pairs: &[PairRecords]) {
+        let now = self.shared.clock.now_ns();
+        let fleet = self.shared.fleet.read(now, self.set.lateness);
+        let floor = fleet.saturating_sub(self.set.lateness);
+        let mut tally = Tally::default();
+        let (mut invalid, mut newest) = (0u64, 0u64);
+        let horizon = now.saturating_add(self.set.skew);
+        let set = self.set.clone();
+        for pp in pairs {
+            let pid = self.pair_for(
+                pp.namespace.as_bytes(),
+                pp.name.as_bytes(),
+                pp.environment.as_bytes(),
+                pp.hash,
+                now,
+                floor,
+                &mut tally,
+            );
+            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
+            for r in &pp.records {
+                if r.time_ns == 0 || r.time_ns > horizon {
+                    invalid += 1;
+                    continue;
+                }
+                newest = newest.max(r.time_ns);
+                self.advance(pid, r.time_ns.min(now));
+                let p = &mut self.pairs[pid as usize];
+                p.last_event = p.last_event.max(r.time_ns.min(now));
+                p.delivery.explicit(
+                    r.time_ns,
+                    r.id.as_deref(),
+                    r.status.as_deref(),
+                    &r.version,
+                    r.revision.as_deref(),
+                    &set.delivery,
+                );
+            }
+        }
+        self.shared.fleet.event(newest);
+        let c = &self.shared.counters;
+        super::Counters::add(&c.invalid_records, invalid);
+        super::Counters::add(&c.overflow_service, tally.overflow_service);
+    }
+
     /// Aggregates duration-histogram points (metrics-derived SLIs).
     pub fn ingest_metrics(&mut self, pairs: &[PairPoints]) {
         let now = self.shared.clock.now_ns();
         let fleet = self.shared.fleet.read(now, self.set.lateness);
         let floor = fleet.saturating_sub(self.set.lateness);
         let mut tally = Tally::default();
-        let (mut late, mut invalid, mut overflow) = (0u64, 0u64, 0u64);
+        let (mut late, mut invalid, mut overflow, mut superseded) = (0u64, 0u64, 0u64, 0u64);
         let start = self.shared.started_ns;
         for pp in pairs {
             let pid = self.pair_for(
@@ -302,11 +364,7 @@ impl ShardCore {
                     invalid += 1;
                     continue;
                 }
-                if !self.streams.contains(pt.stream)
-                    && self.shared.metric_streams.fetch_add(1, Ordering::Relaxed)
-                        >= self.set.max_metric_streams
-                {
-                    self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+                if !self.track_stream(pt.stream, pt.cumulative) {
                     overflow += 1;
                     continue;
                 }
@@ -332,12 +390,54 @@ impl ShardCore {
                 p.totals.requests += c.requests;
                 p.totals.errors += c.errors;
             }
+            for rp in &pp.runs {
+                if rp.time_ns > now + self.set.skew || rp.time_ns < rp.start_ns {
+                    invalid += 1;
+                    continue;
+                }
+                if !self.track_stream(rp.stream, rp.cumulative) {
+                    overflow += 1;
+                    continue;
+                }
+                let (count, sum_s, counts) = self.streams.delta_runs(rp, start);
+                // A run point is an event of its pair, like a pipeline span.
+                self.advance(pid, rp.time_ns.min(now));
+                let p = &mut self.pairs[pid as usize];
+                p.last_event = p.last_event.max(rp.time_ns.min(now));
+                if !p.delivery.pipeline_histogram(
+                    &rp.name,
+                    &rp.result,
+                    rp.time_ns,
+                    count,
+                    sum_s,
+                    &rp.bounds,
+                    &counts,
+                    &self.set.delivery,
+                ) {
+                    superseded += 1;
+                }
+            }
         }
         let c = &self.shared.counters;
         super::Counters::add(&c.late_metric_points, late);
         super::Counters::add(&c.invalid_metric_points, invalid);
         super::Counters::add(&c.overflow_metric_stream, overflow);
+        super::Counters::add(&c.superseded_run_points, superseded);
         super::Counters::add(&c.overflow_service, tally.overflow_service);
+    }
+
+    /// Whether a point's stream can be followed: delta streams need no state; a new
+    /// cumulative stream takes one of the process-wide `max_metric_streams` slots.
+    fn track_stream(&mut self, stream: u64, cumulative: bool) -> bool {
+        if !cumulative || self.streams.contains(stream) {
+            return true;
+        }
+        if self.shared.metric_streams.fetch_add(1, Ordering::Relaxed) >= self.set.max_metric_streams
+        {
+            self.shared.metric_streams.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     #[inline]
@@ -988,6 +1088,10 @@ pub async fn run(
                 }
                 Some(ShardMsg::Metrics { pairs, cost }) => {
                     core.ingest_metrics(&pairs);
+                    queued.fetch_sub(cost, Ordering::Relaxed);
+                }
+                Some(ShardMsg::Records { pairs, cost }) => {
+                    core.ingest_records(&pairs);
                     queued.fetch_sub(cost, Ordering::Relaxed);
                 }
                 Some(ShardMsg::Flush(ack)) => {

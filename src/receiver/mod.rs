@@ -375,12 +375,32 @@ impl Receiver {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len())
             .sum();
-        if n > 0 {
-            if let Some(r) = self.reserve_forward(Signal::Logs, &body, 0)? {
-                r.commit(body, n as u64);
+        // Explicit deployment records go to their pairs' shards; other log records stop here.
+        let (records, deployments) =
+            crate::delivery::records::from_logs(&req, self.opts.max_value_bytes);
+        // Forward queue first, then the shard queues (SPEC §3: all or nothing).
+        let reservation = if n > 0 {
+            self.reserve_forward(Signal::Logs, &body, 0)?
+        } else {
+            None
+        };
+        if !records.is_empty() {
+            if let Err(r) = self.router.submit_records(records) {
+                let reason = match r {
+                    Refusal::Backpressure => Reason::Backpressure,
+                    Refusal::MemoryLimit => Reason::MemoryLimit,
+                };
+                self.count_refused(reason, Some(0));
+                return Err(Refused::new(reason, format!("{r}: retry later")));
             }
+            self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
         }
-        Counters::add(&self.shared.counters.accepted_log_records, n as u64);
+        if let Some(r) = reservation {
+            r.commit(body, n as u64);
+        }
+        let c = &self.shared.counters;
+        Counters::add(&c.accepted_log_records, n as u64);
+        Counters::add(&c.deployment_log_records, deployments);
         Ok(Accepted::default())
     }
 

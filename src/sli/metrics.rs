@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporali
 use rustc_hash::{FxHashMap, FxHasher};
 
 use super::classify::is_error;
+use crate::delivery::records::str_attr;
 use crate::model::{rpc_code, status};
 use crate::pipeline::pair_hash;
 
@@ -18,6 +19,8 @@ use crate::pipeline::pair_hash;
 pub const HTTP_METRIC: &str = "http.server.request.duration";
 /// The RPC one (milliseconds by convention).
 pub const RPC_METRIC: &str = "rpc.server.duration";
+/// CI/CD pipeline run durations (OTel CICD semantic conventions, seconds).
+pub const PIPELINE_METRIC: &str = "cicd.pipeline.run.duration";
 
 /// One histogram point reduced to what the SLIs need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +41,35 @@ pub struct MetricPoint {
     pub cumulative: bool,
 }
 
+/// One `cicd.pipeline.run.duration` histogram point: runs of one pipeline with one
+/// result, and their durations by bucket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunPoint {
+    /// identity of the stream (resource, metric, point attributes)
+    pub stream: u64,
+    /// start_time_unix_nano
+    pub start_ns: u64,
+    /// time_unix_nano (the point's event time)
+    pub time_ns: u64,
+    /// runs (cumulative or delta per `cumulative`)
+    pub count: u64,
+    /// summed durations (s), same temporality; 0 when the point has no sum
+    pub sum_s: f64,
+    /// cumulative temporality
+    pub cumulative: bool,
+    /// cicd.pipeline.name ("unnamed" when absent)
+    pub name: String,
+    /// cicd.pipeline.result
+    pub result: String,
+    /// bucket upper bounds (s), ascending; `counts` has one more entry (the last bucket
+    /// has no upper bound)
+    pub bounds: Vec<f64>,
+    /// runs per bucket (same temporality as `count`); may be empty (no buckets)
+    pub counts: Vec<u64>,
+}
+
 /// The points of one pair.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PairPoints {
     /// service.namespace
     pub namespace: String,
@@ -51,15 +81,8 @@ pub struct PairPoints {
     pub hash: u64,
     /// points
     pub points: Vec<MetricPoint>,
-}
-
-fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
+    /// pipeline-run histogram points
+    pub runs: Vec<RunPoint>,
 }
 
 fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
@@ -157,8 +180,16 @@ pub fn extract(
         let threshold = threshold_s(&service, &environment);
         let rhash = stream_hash(0, "", rattrs);
         let mut points = Vec::new();
+        let mut runs = Vec::new();
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
+                if m.name == PIPELINE_METRIC {
+                    match unit_seconds(&m.unit, &m.name) {
+                        Some(scale) => pipeline_points(m, scale, rhash, &mut runs),
+                        None => unusable += 1,
+                    }
+                    continue;
+                }
                 if m.name != HTTP_METRIC && m.name != RPC_METRIC {
                     continue;
                 }
@@ -222,7 +253,7 @@ pub fn extract(
                 }
             }
         }
-        if points.is_empty() {
+        if points.is_empty() && runs.is_empty() {
             continue;
         }
         let hash = pair_hash(
@@ -236,24 +267,119 @@ pub fn extract(
                 && pp.namespace == namespace
                 && pp.environment == environment
         }) {
-            Some(pp) => pp.points.extend(points),
+            Some(pp) => {
+                pp.points.extend(points);
+                pp.runs.extend(runs);
+            }
             None => out.push(PairPoints {
                 namespace,
                 name,
                 environment,
                 hash,
                 points,
+                runs,
             }),
         }
     }
     (out, unusable)
 }
 
-#[derive(Clone, Copy, Debug)]
+/// The points of a `cicd.pipeline.run.duration` metric (explicit-bucket or exponential
+/// histogram; other data types are ignored). Bounds are converted to seconds with
+/// `scale`; an exponential histogram's negative buckets are left out (durations are not
+/// negative) and its zero bucket is a bucket with upper bound 0.
+fn pipeline_points(
+    m: &opentelemetry_proto::tonic::metrics::v1::Metric,
+    scale: f64,
+    rhash: u64,
+    out: &mut Vec<RunPoint>,
+) {
+    let point = |attrs: &[KeyValue], start, time, count, sum: Option<f64>, cumulative| RunPoint {
+        stream: stream_hash(rhash, &m.name, attrs),
+        start_ns: start,
+        time_ns: time,
+        count,
+        sum_s: sum.filter(|x| x.is_finite() && *x >= 0.0).unwrap_or(0.0) * scale,
+        cumulative,
+        name: str_attr(attrs, "cicd.pipeline.name")
+            .filter(|x| !x.is_empty())
+            .unwrap_or("unnamed")
+            .to_string(),
+        result: str_attr(attrs, "cicd.pipeline.result")
+            .unwrap_or("")
+            .to_string(),
+        bounds: Vec::new(),
+        counts: Vec::new(),
+    };
+    match &m.data {
+        Some(Data::Histogram(h)) => {
+            let cumulative = h.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+            for p in &h.data_points {
+                let mut r = point(
+                    &p.attributes,
+                    p.start_time_unix_nano,
+                    p.time_unix_nano,
+                    p.count,
+                    p.sum,
+                    cumulative,
+                );
+                // Well-formed: counts = bounds + 1; anything else is read as no buckets.
+                if p.bucket_counts.len() == p.explicit_bounds.len() + 1 {
+                    r.bounds = p.explicit_bounds.iter().map(|b| b * scale).collect();
+                    r.counts = p.bucket_counts.clone();
+                }
+                out.push(r);
+            }
+        }
+        Some(Data::ExponentialHistogram(h)) => {
+            let cumulative = h.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+            for p in &h.data_points {
+                let mut r = point(
+                    &p.attributes,
+                    p.start_time_unix_nano,
+                    p.time_unix_nano,
+                    p.count,
+                    p.sum,
+                    cumulative,
+                );
+                let base = 2f64.powf(2f64.powi(-p.scale.clamp(-10, 20)));
+                r.bounds.push(0.0);
+                r.counts.push(p.zero_count);
+                if let Some(pos) = &p.positive {
+                    for (i, c) in pos.bucket_counts.iter().enumerate() {
+                        r.bounds
+                            .push(base.powi(pos.offset.saturating_add(i as i32 + 1)) * scale);
+                        r.counts.push(*c);
+                    }
+                }
+                // The last bucket has no upper bound in the explicit form: one empty more.
+                r.counts.push(0);
+                out.push(r);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Clone, Debug)]
 struct StreamState {
     start_ns: u64,
     count: u64,
     good: u64,
+    /// summed value (pipeline-run histograms; 0 for SLI streams)
+    sum: f64,
+    /// bucket counts (pipeline-run histograms; empty for SLI streams)
+    buckets: Vec<u64>,
+}
+
+/// How a cumulative point relates to its stream's previous point.
+enum Step {
+    /// counts in full (delta point, new stream started after the process, or a reset)
+    Full,
+    /// sets the baseline only, or is an older point of a restarted stream
+    Nothing,
+    /// the difference from this previous state
+    Diff(StreamState),
 }
 
 /// Cumulative → delta state of the streams of one shard.
@@ -278,10 +404,33 @@ impl Streams {
         self.map.contains_key(&stream)
     }
 
-    /// The (requests, good) a point adds. Delta points add themselves. A cumulative
+    /// Records `now` as the stream's state and says how the point counts. A cumulative
     /// stream's first point counts in full when it started at or after `process_start`,
-    /// else it only sets the baseline; a newer start time or a lower count is a reset
-    /// (the point counts in full).
+    /// else it only sets the baseline; a newer start time, a lower count or another
+    /// bucket layout is a reset (the point counts in full); an older start time than the
+    /// stream's is a stale point of a stream that already restarted (ignored).
+    fn step(&mut self, stream: u64, now: StreamState, process_start: u64) -> Step {
+        let start = now.start_ns;
+        let count = now.count;
+        let layout = now.buckets.len();
+        match self.map.insert(stream, now) {
+            None if start >= process_start => Step::Full,
+            None => Step::Nothing,
+            Some(prev)
+                if start > prev.start_ns || count < prev.count || layout != prev.buckets.len() =>
+            {
+                Step::Full
+            }
+            Some(prev) if start < prev.start_ns => {
+                self.map.insert(stream, prev);
+                Step::Nothing
+            }
+            Some(prev) => Step::Diff(prev),
+        }
+    }
+
+    /// The (requests, good) a point adds. Delta points add themselves; cumulative ones
+    /// per [`Streams::step`].
     pub fn delta(&mut self, p: &MetricPoint, process_start: u64) -> (u64, u64) {
         if !p.cumulative {
             return (p.count, p.good);
@@ -290,17 +439,41 @@ impl Streams {
             start_ns: p.start_ns,
             count: p.count,
             good: p.good,
+            sum: 0.0,
+            buckets: Vec::new(),
         };
-        match self.map.insert(p.stream, now) {
-            None if p.start_ns >= process_start => (p.count, p.good),
-            None => (0, 0),
-            Some(prev) if p.start_ns > prev.start_ns || p.count < prev.count => (p.count, p.good),
-            Some(prev) if p.start_ns < prev.start_ns => {
-                // An older point of a stream that already restarted: ignore it.
-                self.map.insert(p.stream, prev);
-                (0, 0)
-            }
-            Some(prev) => (p.count - prev.count, p.good.saturating_sub(prev.good)),
+        match self.step(p.stream, now, process_start) {
+            Step::Full => (p.count, p.good),
+            Step::Nothing => (0, 0),
+            Step::Diff(prev) => (p.count - prev.count, p.good.saturating_sub(prev.good)),
+        }
+    }
+
+    /// The (runs, duration sum, runs per bucket) a pipeline-run point adds, by the same
+    /// rules as [`Streams::delta`].
+    pub fn delta_runs(&mut self, p: &RunPoint, process_start: u64) -> (u64, f64, Vec<u64>) {
+        if !p.cumulative {
+            return (p.count, p.sum_s, p.counts.clone());
+        }
+        let now = StreamState {
+            start_ns: p.start_ns,
+            count: p.count,
+            good: 0,
+            sum: p.sum_s,
+            buckets: p.counts.clone(),
+        };
+        match self.step(p.stream, now, process_start) {
+            Step::Full => (p.count, p.sum_s, p.counts.clone()),
+            Step::Nothing => (0, 0.0, Vec::new()),
+            Step::Diff(prev) => (
+                p.count - prev.count,
+                (p.sum_s - prev.sum).max(0.0),
+                p.counts
+                    .iter()
+                    .zip(&prev.buckets)
+                    .map(|(a, b)| a.saturating_sub(*b))
+                    .collect(),
+            ),
         }
     }
 
@@ -454,5 +627,87 @@ mod tests {
         assert_eq!(unit_seconds("", RPC_METRIC), Some(1e-3));
         assert_eq!(unit_seconds("ms", HTTP_METRIC), Some(1e-3));
         assert_eq!(unit_seconds("By", HTTP_METRIC), None);
+    }
+
+    #[test]
+    fn pipeline_run_points_in_seconds_from_explicit_and_exponential_histograms() {
+        use opentelemetry_proto::tonic::common::v1::AnyValue;
+        use opentelemetry_proto::tonic::metrics::v1::{
+            exponential_histogram_data_point::Buckets, ExponentialHistogram,
+            ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+            ScopeMetrics,
+        };
+        let attrs = vec![KeyValue {
+            key: "cicd.pipeline.result".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("failure".into())),
+            }),
+            ..Default::default()
+        }];
+        let explicit = Metric {
+            name: PIPELINE_METRIC.into(),
+            unit: "ms".into(),
+            data: Some(Data::Histogram(Histogram {
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                data_points: vec![HistogramDataPoint {
+                    attributes: attrs.clone(),
+                    count: 3,
+                    sum: Some(2500.0),
+                    explicit_bounds: vec![1000.0],
+                    bucket_counts: vec![1, 2],
+                    time_unix_nano: 10,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        let exp = Metric {
+            name: PIPELINE_METRIC.into(),
+            unit: "s".into(),
+            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                data_points: vec![ExponentialHistogramDataPoint {
+                    attributes: attrs,
+                    count: 3,
+                    zero_count: 1,
+                    scale: 0,
+                    positive: Some(Buckets {
+                        offset: 1,
+                        bucket_counts: vec![2],
+                    }),
+                    time_unix_nano: 10,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![explicit, exp],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (pairs, unusable) = extract(&req, |_, _| None);
+        assert_eq!(unusable, 0);
+        assert!(pairs[0].points.is_empty(), "pipeline runs are not requests");
+        let r = &pairs[0].runs;
+        assert_eq!(
+            (r[0].name.as_str(), r[0].result.as_str()),
+            ("unnamed", "failure")
+        );
+        assert!(r[0].cumulative && (r[0].sum_s - 2.5).abs() < 1e-12);
+        assert_eq!(
+            (r[0].bounds.clone(), r[0].counts.clone()),
+            (vec![1.0], vec![1, 2])
+        );
+        // zero bucket (bound 0), (2, 4] → bound 4, then the empty unbounded bucket
+        assert_eq!(
+            (r[1].bounds.clone(), r[1].counts.clone()),
+            (vec![0.0, 4.0], vec![1, 2, 0])
+        );
+        assert!(!r[1].cumulative);
     }
 }

@@ -222,6 +222,7 @@ impl Attrs {
         };
         if record {
             e.service = cut(buf, self.service, max);
+            e.namespace = cut(buf, self.namespace, max);
             e.environment = cut(buf, self.environment(), max);
             e.version = cut(buf, self.version, max);
         } else {

@@ -30,6 +30,7 @@ struct RExt {
     deployment_id: String,
     deployment_status: String,
     service: String,
+    namespace: String,
     environment: String,
     version: String,
 }
@@ -166,6 +167,7 @@ fn ref_ext(attrs: &[KeyValue], record: bool, max: usize) -> RExt {
     };
     if record {
         e.service = truncate(&text(attrs, "service.name"), max);
+        e.namespace = truncate(&text(attrs, "service.namespace"), max);
         e.environment = truncate(&ref_env(attrs), max);
         e.version = truncate(&text(attrs, "service.version"), max);
     }
@@ -263,6 +265,7 @@ fn lean_view(b: &TraceBatch) -> Vec<RRes> {
         deployment_id: s(e.deployment_id),
         deployment_status: s(e.deployment_status),
         service: s(e.service),
+        namespace: s(e.namespace),
         environment: s(e.environment),
         version: s(e.version),
     };
