@@ -108,8 +108,20 @@ pub struct Pipeline {
     last_span: u64,
 }
 
+/// Distinct `result` label values per pipeline (the overflow label comes on top).
+const MAX_RESULTS: usize = 16;
+
 impl Pipeline {
     fn count_result(&mut self, result: &str, n: u64) {
+        // `cicd.pipeline.result` has six semconv values; anything a pipeline invents beyond
+        // MAX_RESULTS distinct values shares the overflow label (bounded label values).
+        let result = if self.by_result.len() >= MAX_RESULTS
+            && !self.by_result.iter().any(|(res, _)| res == result)
+        {
+            crate::pipeline::shard::OVERFLOW
+        } else {
+            result
+        };
         match self.by_result.iter_mut().find(|(res, _)| res == result) {
             Some((_, c)) => *c += n,
             None => self.by_result.push((result.to_string(), n)),
@@ -728,5 +740,26 @@ impl Delivery {
             pipelines,
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_labels_are_bounded() {
+        let mut p = Pipeline::default();
+        for i in 0..40 {
+            p.count_result(&format!("r{i}"), 1);
+        }
+        p.count_result("r3", 2);
+        assert_eq!(p.by_result.len(), MAX_RESULTS + 1);
+        let get = |k: &str| p.by_result.iter().find(|(r, _)| r == k).map(|x| x.1);
+        assert_eq!(get("r3"), Some(3));
+        assert_eq!(
+            get(crate::pipeline::shard::OVERFLOW),
+            Some(40 - MAX_RESULTS as u64)
+        );
     }
 }

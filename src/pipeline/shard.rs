@@ -820,6 +820,13 @@ impl ShardCore {
             self.advance(pid, floor);
         }
         let idle = self.set.series_idle;
+        // Cumulative metric streams idle for `series_idle` give their slot back.
+        let gone = self.streams.expire(floor.saturating_sub(idle));
+        if gone > 0 {
+            self.shared
+                .metric_streams
+                .fetch_sub(gone, Ordering::Relaxed);
+        }
         let mut expired = 0usize;
         for oid in 0..self.ops.len() {
             let Some(op) = &self.ops[oid] else { continue };
@@ -852,10 +859,12 @@ impl ShardCore {
         let mut mem = 0usize;
         for (pid, p) in self.pairs.iter().enumerate() {
             mem += p.windows.memory_bytes() + p.latency.memory_bytes();
+            // An open incident, a page or an undecided deployment keeps an idle pair in view.
             let alarmed = p
                 .slo
                 .as_ref()
-                .is_some_and(|s| s.incident.is_some() || s.paging());
+                .is_some_and(|s| s.incident.is_some() || s.paging())
+                || p.delivery.pending() > 0;
             let last = p.last_event.max(p.last_metric);
             if last == 0 || (p.clock.saturating_sub(last) > idle && !alarmed) {
                 continue;

@@ -364,6 +364,8 @@ fn pipeline_points(
 #[derive(Clone, Debug)]
 struct StreamState {
     start_ns: u64,
+    /// the point's time (event time), for expiry
+    time_ns: u64,
     count: u64,
     good: u64,
     /// summed value (pipeline-run histograms; 0 for SLI streams)
@@ -386,6 +388,9 @@ enum Step {
 #[derive(Debug, Default)]
 pub struct Streams {
     map: FxHashMap<u64, StreamState>,
+    /// the newest expiry horizon: a stream unknown now that started before it may have
+    /// been expired, so its first point only sets a baseline
+    horizon: u64,
 }
 
 impl Streams {
@@ -435,8 +440,10 @@ impl Streams {
         if !p.cumulative {
             return (p.count, p.good);
         }
+        let process_start = process_start.max(self.horizon);
         let now = StreamState {
             start_ns: p.start_ns,
+            time_ns: p.time_ns,
             count: p.count,
             good: p.good,
             sum: 0.0,
@@ -455,8 +462,10 @@ impl Streams {
         if !p.cumulative {
             return (p.count, p.sum_s, p.counts.clone());
         }
+        let process_start = process_start.max(self.horizon);
         let now = StreamState {
             start_ns: p.start_ns,
+            time_ns: p.time_ns,
             count: p.count,
             good: 0,
             sum: p.sum_s,
@@ -480,6 +489,20 @@ impl Streams {
     /// Forgets a stream.
     pub fn remove(&mut self, stream: u64) {
         self.map.remove(&stream);
+    }
+
+    /// Forgets every stream whose newest point is older than `before` (event time), and
+    /// says how many: a stream that reports again afterwards starts a new baseline (its
+    /// first point then counts as SPEC §5's first-point rule says).
+    pub fn expire(&mut self, before: u64) -> usize {
+        let n = self.map.len();
+        self.map.retain(|_, s| s.time_ns >= before);
+        let gone = n - self.map.len();
+        if gone > 0 {
+            // An expired stream started before its last point, so before `before`.
+            self.horizon = self.horizon.max(before);
+        }
+        gone
     }
 }
 
@@ -517,6 +540,30 @@ mod tests {
         // Delta points add themselves.
         p.cumulative = false;
         assert_eq!(s.delta(&p, 100), (6, 3));
+    }
+
+    #[test]
+    fn idle_streams_expire_and_a_returning_stream_is_not_counted_twice() {
+        let mut s = Streams::default();
+        // Stream 7 started after the process (counts in full), last point at 1,010.
+        let mut a = pt(1_000, 40);
+        assert_eq!(s.delta(&a, 100), (40, 20));
+        // Stream 9 is still reporting at 5,000.
+        let mut b = pt(4_990, 3);
+        b.stream = 9;
+        s.delta(&b, 100);
+        assert_eq!(s.expire(4_000), 1, "stream 7 idle since 1,010");
+        assert!(!s.contains(7) && s.contains(9));
+        // Stream 7 comes back with its cumulative count: a baseline, not 45 again.
+        (a.count, a.good) = (45, 22);
+        a.time_ns = 6_000;
+        assert_eq!(s.delta(&a, 100), (0, 0));
+        (a.count, a.good) = (47, 23);
+        assert_eq!(s.delta(&a, 100), (2, 1));
+        // A stream started after the horizon still counts in full.
+        let mut c = pt(4_500, 5);
+        c.stream = 11;
+        assert_eq!(s.delta(&c, 100), (5, 2));
     }
 
     #[test]
