@@ -285,6 +285,8 @@ pub fn service_json(p: &PairView, ops: &[&OpView]) -> Value {
         "errors_total": p.totals.errors,
         "slo_window_seconds": p.slo_window_ns.map(|w| w / 1_000_000_000),
         "latency_threshold_seconds": p.threshold_ns.map(|t| t as f64 * 1e-9),
+        // Metrics-derived latency_good counts whole buckets: the bound actually used.
+        "latency_good_bound_seconds": p.metric_bound_ns.map(|t| t as f64 * 1e-9),
         "windows": windows,
         "latency_seconds": latency,
         "operations": operations,

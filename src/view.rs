@@ -43,6 +43,9 @@ pub struct PairView {
     pub slo_window_ns: Option<u64>,
     /// latency objective threshold
     pub threshold_ns: Option<u64>,
+    /// while metrics are the service-level source: the bucket bound latency_good counts
+    /// up to (the highest at or under the threshold; SPEC §5)
+    pub metric_bound_ns: Option<u64>,
     /// p50, p90, p95, p99, p99.9 per [`QUANTILE_WINDOWS`] (None: no requests)
     pub quantiles: [Option<[f64; 5]>; 3],
     /// objectives, burn rates, budgets, alerts, incidents (None without an SLO)

@@ -87,6 +87,8 @@ struct Pair {
     mwindows: Option<SeriesWindows>,
     /// newest event time of a metric point
     last_metric: u64,
+    /// the bucket bound the newest metric point counted latency_good up to (ns)
+    metric_bound_ns: Option<u64>,
     /// deployments, rollbacks, pipelines
     delivery: Delivery,
     /// `unknown_service*` pools unrelated programs: no version-based detection
@@ -386,6 +388,9 @@ impl ShardCore {
                     good,
                 };
                 mw.add(pt.time_ns, &c);
+                if p.threshold_ns.is_some() {
+                    p.metric_bound_ns = Some(pt.bound_ns);
+                }
                 p.last_metric = p.last_metric.max(pt.time_ns);
                 p.totals.requests += c.requests;
                 p.totals.errors += c.errors;
@@ -749,6 +754,7 @@ impl ShardCore {
             slo: slo_state,
             mwindows: None,
             last_metric: 0,
+            metric_bound_ns: None,
             delivery: Delivery::default(),
             unknown,
         });
@@ -898,6 +904,7 @@ impl ShardCore {
                 windows,
                 slo_window_ns: p.slo_window,
                 threshold_ns: p.threshold_ns,
+                metric_bound_ns: p.metric_bound_ns.filter(|_| p.metrics_active()),
                 quantiles: qs,
                 slo: p.slo.clone(),
                 delivery: delivery_view(p, &self.set),

@@ -35,6 +35,9 @@ pub struct MetricPoint {
     pub count: u64,
     /// requests at or under the latency threshold (same temporality)
     pub good: u64,
+    /// the bucket bound (ns) `good` counts up to: the highest bound at or under the
+    /// threshold (SPEC §5: `/api` shows it); 0 without a threshold or such a bound
+    pub bound_ns: u64,
     /// the point's attributes make every request of it an error
     pub error: bool,
     /// cumulative temporality
@@ -202,13 +205,12 @@ pub fn extract(
                         let cumulative = hist.aggregation_temporality
                             == AggregationTemporality::Cumulative as i32;
                         for p in &hist.data_points {
-                            let good = threshold.map_or(0, |th| {
+                            let (good, bound) = threshold.map_or((0, 0.0), |th| {
                                 p.explicit_bounds
                                     .iter()
                                     .zip(&p.bucket_counts)
                                     .take_while(|(b, _)| **b * scale <= th + 1e-12)
-                                    .map(|(_, c)| *c)
-                                    .sum()
+                                    .fold((0, 0.0), |(g, _), (b, c)| (g + *c, *b * scale))
                             });
                             points.push(MetricPoint {
                                 stream: stream_hash(rhash, &m.name, &p.attributes),
@@ -216,6 +218,7 @@ pub fn extract(
                                 time_ns: p.time_unix_nano,
                                 count: p.count,
                                 good,
+                                bound_ns: (bound * 1e9).round() as u64,
                                 error: point_is_error(&p.attributes),
                                 cumulative,
                             });
@@ -225,18 +228,19 @@ pub fn extract(
                         let cumulative = hist.aggregation_temporality
                             == AggregationTemporality::Cumulative as i32;
                         for p in &hist.data_points {
-                            let good = threshold.map_or(0, |th| {
+                            let (good, bound) = threshold.map_or((0, 0.0), |th| {
                                 let base = 2f64.powf(2f64.powi(-p.scale));
-                                let mut g = p.zero_count;
+                                let (mut g, mut bound) = (p.zero_count, 0.0f64);
                                 if let Some(pos) = &p.positive {
                                     for (i, c) in pos.bucket_counts.iter().enumerate() {
                                         let upper = base.powi(pos.offset + i as i32 + 1) * scale;
                                         if upper <= th * (1.0 + 1e-12) {
                                             g += c;
+                                            bound = bound.max(upper);
                                         }
                                     }
                                 }
-                                g
+                                (g, bound)
                             });
                             points.push(MetricPoint {
                                 stream: stream_hash(rhash, &m.name, &p.attributes),
@@ -244,6 +248,7 @@ pub fn extract(
                                 time_ns: p.time_unix_nano,
                                 count: p.count,
                                 good,
+                                bound_ns: (bound * 1e9).round() as u64,
                                 error: point_is_error(&p.attributes),
                                 cumulative,
                             });
@@ -517,6 +522,7 @@ mod tests {
             time_ns: start + 10,
             count,
             good: count / 2,
+            bound_ns: 0,
             error: false,
             cumulative: true,
         }
@@ -637,6 +643,9 @@ mod tests {
         assert_eq!((pts[1].count, pts[1].good), (10, 3));
         // zero bucket 1 + (1/8,1/4] 2; (1/4,1/2] crosses 0.3 and is left out
         assert_eq!((pts[2].count, pts[2].good), (12, 3));
+        // The bound each counted up to, for /api (SPEC §5).
+        let bounds: Vec<u64> = pts.iter().map(|p| p.bound_ns).collect();
+        assert_eq!(bounds, [250_000_000, 300_000_000, 250_000_000]);
     }
 
     #[test]
