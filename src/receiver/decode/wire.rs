@@ -14,6 +14,9 @@ pub(super) const SGROUP: u8 = 3;
 pub(super) const EGROUP: u8 = 4;
 pub(super) const I32: u8 = 5;
 
+/// A byte range `[start, end)` of the decoder's buffer.
+pub(super) type Range = (usize, usize);
+
 /// A cursor over `[pos, end)` of the decoder's buffer. It holds the buffer cut at `end`,
 /// so one bounds check on a read covers both the enclosing message and the buffer.
 #[derive(Clone, Copy)]
@@ -158,7 +161,7 @@ impl<'a> Wire<'a> {
         let at = c.pos;
         let b = self.byte(c)?;
         let wt = b & 7;
-        if b < 0x80 && b >= 8 && wt <= I32 {
+        if (8..0x80).contains(&b) && wt <= I32 {
             c.pos += 1;
             return Ok((b, u32::from(b >> 3), wt, at));
         }
@@ -296,11 +299,7 @@ impl<'a> Wire<'a> {
     /// bytes of field 1, their range and the range of field 2. `None` for any other
     /// layout.
     #[inline(always)]
-    pub(super) fn canonical_pair(
-        &self,
-        s: usize,
-        e: usize,
-    ) -> Option<(&'a [u8], (usize, usize), (usize, usize))> {
+    pub(super) fn canonical_pair(&self, s: usize, e: usize) -> Option<(&'a [u8], Range, Range)> {
         let b = self.buf.get(s..e)?;
         let [0x0a, n, rest @ ..] = b else {
             return None;
