@@ -184,7 +184,7 @@ pub fn decode_traces(buf: Bytes, opts: &DecodeOptions) -> Result<TraceBatch, Dec
         spans: Vec::with_capacity(buf.len() / 256 + 1),
         ext: Vec::new(),
     };
-    let mut c = Cur::new(0, buf.len());
+    let mut c = Cur::new(&buf, 0, buf.len());
     while c.more() {
         let (field, wt, at) = d.w.key(&mut c)?;
         match field {
@@ -218,6 +218,16 @@ fn addressable(len: usize) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// What [`Decoder::span`] keeps of a span while reading its fields.
+struct SpanFields {
+    attrs: Attrs,
+    name: Str,
+    kind: i32,
+    code: i32,
+    start: u64,
+    end: u64,
+}
+
 struct Decoder<'a> {
     w: Wire<'a>,
     max: usize,
@@ -230,7 +240,7 @@ impl Decoder<'_> {
     fn resource_spans(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
         let first = self.spans.len();
         let mut attrs = Attrs::NEW;
-        let mut c = Cur::new(s, e);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {
@@ -265,7 +275,7 @@ impl Decoder<'_> {
     }
 
     fn resource(&mut self, s: usize, e: usize, attrs: &mut Attrs) -> Result<(), DecodeError> {
-        let mut c = Cur::new(s, e);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {
@@ -281,61 +291,64 @@ impl Decoder<'_> {
     }
 
     fn scope_spans(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
-        let mut c = Cur::new(s, e);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
-            let (field, wt, at) = self.w.key(&mut c)?;
-            match field {
-                2 => {
-                    expect(wt, LEN, "ScopeSpans", field, at)?;
+            let (tag, field, wt, at) = self.w.tag(&mut c)?;
+            match tag {
+                0x12 => {
                     let (s, e) = self.w.len_range(&mut c)?;
                     self.span(s, e)?;
                 }
-                _ => self.w.skip(&mut c, field, wt, at)?,
+                _ => self
+                    .w
+                    .other(&mut c, "ScopeSpans", &[(2, LEN)], field, wt, at)?,
             }
         }
         Ok(())
     }
 
     fn span(&mut self, s: usize, e: usize) -> Result<(), DecodeError> {
-        let mut attrs = Attrs::NEW;
-        let (mut name, mut kind, mut code) = (Str::EMPTY, 0i32, 0i32);
-        let (mut start, mut end) = (0u64, 0u64);
-        let mut c = Cur::new(s, e);
+        let mut f = SpanFields {
+            attrs: Attrs::NEW,
+            name: Str::EMPTY,
+            kind: 0,
+            code: 0,
+            start: 0,
+            end: 0,
+        };
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
-            let (field, wt, at) = self.w.key(&mut c)?;
-            match field {
-                5 => {
-                    expect(wt, LEN, "Span", field, at)?;
-                    let (s, e) = self.w.len_range(&mut c)?;
-                    self.w.utf8(s, e, "span name")?;
-                    name = str_of(s, e);
+            // The usual one-byte keys dispatch straight on the byte, each arm with its key
+            // as a constant; any other key is read in full first.
+            let at = c.pos;
+            macro_rules! known {
+                ($t:literal) => {{
+                    c.pos += 1;
+                    self.span_field(&mut f, &mut c, $t, $t >> 3, $t & 7, at)?
+                }};
+            }
+            match c.peek() {
+                0x0a => known!(0x0a),
+                0x12 => known!(0x12),
+                0x2a => known!(0x2a),
+                0x30 => known!(0x30),
+                0x39 => known!(0x39),
+                0x41 => known!(0x41),
+                0x4a => known!(0x4a),
+                _ => {
+                    let (tag, field, wt, at) = self.w.tag(&mut c)?;
+                    self.span_field(&mut f, &mut c, tag, field, wt, at)?
                 }
-                6 => {
-                    expect(wt, VARINT, "Span", field, at)?;
-                    // int32 on the wire: truncation is the protobuf rule.
-                    kind = self.w.varint(&mut c)? as i32;
-                }
-                7 => {
-                    expect(wt, I64, "Span", field, at)?;
-                    start = self.w.fixed64(&mut c)?;
-                }
-                8 => {
-                    expect(wt, I64, "Span", field, at)?;
-                    end = self.w.fixed64(&mut c)?;
-                }
-                9 => {
-                    expect(wt, LEN, "Span", field, at)?;
-                    let (s, e) = self.w.len_range(&mut c)?;
-                    self.key_value(s, e, &mut attrs, false)?;
-                }
-                15 => {
-                    expect(wt, LEN, "Span", field, at)?;
-                    let (s, e) = self.w.len_range(&mut c)?;
-                    self.status(s, e, &mut code)?;
-                }
-                _ => self.w.skip(&mut c, field, wt, at)?,
             }
         }
+        let SpanFields {
+            attrs,
+            name,
+            kind,
+            code,
+            start,
+            end,
+        } = f;
         let ext = if attrs.rare {
             let idx = self.ext.len() as u32;
             self.ext.push(attrs.ext(self.w.buf, self.max, true));
@@ -364,9 +377,56 @@ impl Decoder<'_> {
         Ok(())
     }
 
+    /// One field of a `Span`, by its one-byte key (`Wire::tag`).
+    #[inline(always)]
+    fn span_field(
+        &self,
+        f: &mut SpanFields,
+        c: &mut Cur,
+        tag: u8,
+        field: u32,
+        wt: u8,
+        at: usize,
+    ) -> Result<(), DecodeError> {
+        // The fields read, with their declared wire types; the tags below are these.
+        const SPAN: &[(u32, u8)] = &[
+            (5, LEN),
+            (6, VARINT),
+            (7, I64),
+            (8, I64),
+            (9, LEN),
+            (15, LEN),
+        ];
+        match tag {
+            // trace_id, span_id, parent_span_id: skipped (the usual skip of a LEN field)
+            0x0a | 0x12 | 0x22 => {
+                self.w.len_range(c)?;
+            }
+            0x2a => {
+                let (s, e) = self.w.len_range(c)?;
+                self.w.utf8(s, e, "span name")?;
+                f.name = str_of(s, e);
+            }
+            // int32 on the wire: truncation is the protobuf rule.
+            0x30 => f.kind = self.w.varint(c)? as i32,
+            0x39 => f.start = self.w.fixed64(c)?,
+            0x41 => f.end = self.w.fixed64(c)?,
+            0x4a => {
+                let (s, e) = self.w.len_range(c)?;
+                self.key_value(s, e, &mut f.attrs, false)?;
+            }
+            0x7a => {
+                let (s, e) = self.w.len_range(c)?;
+                self.status(s, e, &mut f.code)?;
+            }
+            _ => self.w.other(c, "Span", SPAN, field, wt, at)?,
+        }
+        Ok(())
+    }
+
     /// `Status`; a span may carry several, which merge (the last code wins).
     fn status(&self, s: usize, e: usize, code: &mut i32) -> Result<(), DecodeError> {
-        let mut c = Cur::new(s, e);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {
@@ -387,6 +447,13 @@ impl Decoder<'_> {
 
     /// One `KeyValue`. The value is looked at only when the key is one the decoder
     /// extracts, or when `all_values` (resource attributes: every string value validated).
+    ///
+    /// The usual layout (`key` then `value`, each with a one-byte length, the value a
+    /// lone `string_value` or `int_value`) is read inline; anything else goes to
+    /// [`Self::key_value_general`]. Both check and report the same things in the same
+    /// order; a key the decoder extracts (but a `cicd.pipeline.task.*` one) equals an
+    /// ASCII literal, so it is valid UTF-8 without a check.
+    #[inline(always)]
     fn key_value(
         &self,
         s: usize,
@@ -394,13 +461,43 @@ impl Decoder<'_> {
         attrs: &mut Attrs,
         all_values: bool,
     ) -> Result<(), DecodeError> {
-        let (mut key, mut value, mut values) = ((s, s), (s, s), 0u32);
-        if let Some((k, v)) = self.w.canonical_pair(s, e) {
-            // The usual layout: `key` then `value`, each with a one-byte length.
-            self.w.utf8(k.0, k.1, "attribute key")?;
-            (key, value, values) = (k, v, 1);
+        let Some((bytes, key, value)) = self.w.canonical_pair(s, e) else {
+            return self.key_value_general(s, e, attrs, all_values);
+        };
+        let k = classify(bytes);
+        // Every key but those two is exactly an ASCII literal: valid UTF-8 already.
+        if k == Key::Other || k == Key::Task {
+            self.w.utf8(key.0, key.1, "attribute key")?;
+            if k == Key::Other && !all_values {
+                return Ok(());
+            }
         }
-        let mut c = Cur::new(s, if values == 0 { e } else { s });
+        let v = match self.w.canonical_any(value.0, value.1) {
+            Some(v) => v,
+            None => {
+                let mut v = Val::None;
+                self.any_value(value.0, value.1, &mut v)?;
+                v
+            }
+        };
+        if let Val::Str(s, e) = v {
+            self.w.utf8(s, e, "attribute value")?;
+        }
+        attrs.apply(self.w.buf, k, v);
+        Ok(())
+    }
+
+    /// [`Self::key_value`] for any layout.
+    #[inline(never)]
+    fn key_value_general(
+        &self,
+        s: usize,
+        e: usize,
+        attrs: &mut Attrs,
+        all_values: bool,
+    ) -> Result<(), DecodeError> {
+        let (mut key, mut value, mut values) = ((s, s), (s, s), 0u32);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {
@@ -429,7 +526,7 @@ impl Decoder<'_> {
             self.any_value(value.0, value.1, &mut v)?;
         } else if values > 1 {
             // Several `value` fields merge, like any singular message: fold them in order.
-            let mut c = Cur::new(s, e);
+            let mut c = Cur::new(self.w.buf, s, e);
             while c.more() {
                 let (field, wt, at) = self.w.key(&mut c)?;
                 let (s, e) = match (field, wt) {
@@ -451,7 +548,7 @@ impl Decoder<'_> {
 
     /// Folds one `AnyValue` into `v`: the last field of its oneof wins.
     fn any_value(&self, s: usize, e: usize, v: &mut Val) -> Result<(), DecodeError> {
-        let mut c = Cur::new(s, e);
+        let mut c = Cur::new(self.w.buf, s, e);
         while c.more() {
             let (field, wt, at) = self.w.key(&mut c)?;
             match field {

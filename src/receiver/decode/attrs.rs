@@ -39,6 +39,7 @@ pub(super) enum Key {
     ErrorType,
 }
 
+#[inline(always)]
 pub(super) fn classify(key: &[u8]) -> Key {
     // Length first: most keys are none of these and differ in length from all of them.
     let k = match key.len() {
@@ -115,6 +116,7 @@ impl Attrs {
         deployment_status: Str::EMPTY,
     };
 
+    #[inline(always)]
     pub(super) fn apply(&mut self, buf: &[u8], key: Key, v: Val) {
         let s = match v {
             Val::Str(a, b) => str_of(a, b),

@@ -1311,3 +1311,59 @@ fn error_too_large() {
     assert!(matches!(e, DecodeError::TooLarge { .. }));
     assert!(e.to_string().contains("4294967296 bytes"));
 }
+
+#[test]
+fn ascii_check_matches_std() {
+    // Every length up to 40, a non-ASCII byte at every position (and none).
+    for n in 0..40usize {
+        let clean = vec![b'a'; n];
+        assert!(super::wire::ascii(&clean), "{n}");
+        for i in 0..n {
+            for hi in [0x80u8, 0xff, 0xc3] {
+                let mut b = clean.clone();
+                b[i] = hi;
+                assert_eq!(super::wire::ascii(&b), b.is_ascii(), "{n} {i} {hi}");
+            }
+        }
+    }
+}
+
+#[test]
+fn padded_keys_read_like_one_byte_keys() {
+    // The span loop dispatches on one-byte keys; the same fields under a two-byte
+    // (non-minimal, still valid) key take the general path and must read the same.
+    let body = |pad: bool| {
+        let key = |k: u8| if pad { vec![k | 0x80, 0x00] } else { vec![k] };
+        let mut kv = Vec::new();
+        ld(&mut kv, 0x0a, b"http.route");
+        let mut any = Vec::new();
+        ld(&mut any, 0x0a, b"/r");
+        ld(&mut kv, 0x12, &any);
+        let mut span = Vec::new();
+        for (k, v) in [(0x0a, &[1u8; 16][..]), (0x12, &[2; 8]), (0x2a, b"n")] {
+            span.extend(key(k));
+            span.push(v.len() as u8);
+            span.extend_from_slice(v);
+        }
+        span.extend(key(0x30));
+        span.push(2);
+        span.extend(key(0x39));
+        span.extend(1_000u64.to_le_bytes());
+        span.extend(key(0x41));
+        span.extend(3_000u64.to_le_bytes());
+        span.extend(key(0x4a));
+        span.push(kv.len() as u8);
+        span.extend(&kv);
+        wrap_span(&span)
+    };
+    let (plain, padded) = (
+        decode(body(false), 256).unwrap(),
+        decode(body(true), 256).unwrap(),
+    );
+    assert!(ExportTraceServiceRequest::decode(&body(true)[..]).is_ok());
+    for b in [&plain, &padded] {
+        let s = &b.spans[0];
+        assert_eq!((s.name.as_str(&b.buf), s.route.as_str(&b.buf)), ("n", "/r"));
+        assert_eq!((s.kind, s.start_ns, s.end_ns), (2, 1_000, 3_000));
+    }
+}

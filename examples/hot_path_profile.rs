@@ -1,0 +1,168 @@
+//! A driver for instruction-count profiling of the per-span hot path (not a benchmark):
+//! the request of `benches/hot_path.rs` (100 SERVER spans, 6 attributes each, 5
+//! services) decoded, validated, hashed and aggregated `N` times, as in
+//! `hot_path/decode_classify_aggregate`. The clock is manual and moves 100 µs per
+//! request (1 M spans/s), so the run is deterministic however slowly it executes.
+//!
+//! ```sh
+//! cargo build --release --example hot_path_profile
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*hot_path_profile::run*' \
+//!     target/release/examples/hot_path_profile [all|decode|aggregate] [N]
+//! ```
+//!
+//! Instructions per span = the callgrind total ÷ (N × 100).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use momentum::config::Config;
+use momentum::model::TraceBatch;
+use momentum::pipeline::clock::{Clock, ManualClock, SystemClock};
+use momentum::pipeline::router::resource_hash;
+use momentum::pipeline::shard::ShardCore;
+use momentum::pipeline::{Settings, Shared};
+use momentum::receiver::decode::{decode_traces, DecodeOptions};
+use momentum::receiver::validate_spans;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+/// The request of `benches/hot_path.rs`, byte for byte.
+fn request(services: usize, now: u64) -> Vec<u8> {
+    use any_value::Value::{IntValue, StringValue};
+    let routes = [
+        "/api/orders",
+        "/api/orders/{id}",
+        "/api/cart",
+        "/api/cart/items/{id}",
+        "/healthz",
+    ];
+    let per = 100 / services;
+    let resource_spans = (0..services)
+        .map(|s| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", StringValue(format!("service-{s}"))),
+                    kv(
+                        "deployment.environment.name",
+                        StringValue("production".into()),
+                    ),
+                    kv("service.version", StringValue("1.4.2".into())),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..per)
+                    .map(|i| {
+                        let route = routes[i % routes.len()];
+                        let lat = 1_000_000 + (i as u64 * 7_919_333) % 300_000_000;
+                        Span {
+                            trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+                            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                            name: format!("GET {route}"),
+                            kind: span::SpanKind::Server as i32,
+                            start_time_unix_nano: now - lat,
+                            end_time_unix_nano: now,
+                            attributes: vec![
+                                kv("http.request.method", StringValue("GET".into())),
+                                kv("http.route", StringValue(route.into())),
+                                kv(
+                                    "http.response.status_code",
+                                    IntValue(if i % 20 == 0 { 503 } else { 200 }),
+                                ),
+                                kv("url.path", StringValue(route.replace("{id}", "12345"))),
+                                kv("server.address", StringValue("api.example.com".into())),
+                                kv(
+                                    "user_agent.original",
+                                    StringValue("Mozilla/5.0 (X11; Linux x86_64) bench/1.0".into()),
+                                ),
+                            ],
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+fn hashes(batch: &TraceBatch) -> Vec<u64> {
+    batch
+        .resources
+        .iter()
+        .map(|r| resource_hash(&batch.buf, r))
+        .collect()
+}
+
+#[inline(never)]
+fn run_decode(body: &Bytes, opts: &DecodeOptions, n: usize) {
+    for _ in 0..n {
+        black_box(decode_traces(body.clone(), opts).unwrap());
+    }
+}
+
+#[inline(never)]
+fn run_aggregate(shard: &mut ShardCore, clock: &ManualClock, batch: &TraceBatch, n: usize) {
+    let h = hashes(batch);
+    for _ in 0..n {
+        clock.advance(100_000);
+        shard.ingest(batch, &h);
+    }
+}
+
+#[inline(never)]
+fn run_all(
+    shard: &mut ShardCore,
+    clock: &ManualClock,
+    body: &Bytes,
+    opts: &DecodeOptions,
+    now: u64,
+    n: usize,
+) {
+    for _ in 0..n {
+        clock.advance(100_000);
+        let mut batch = decode_traces(body.clone(), opts).unwrap();
+        validate_spans(&mut batch, now, 60_000_000_000);
+        let h = hashes(&batch);
+        shard.ingest(&batch, &h);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "all".into());
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let now = SystemClock.now_ns();
+    let body = Bytes::from(request(5, now));
+    let opts = DecodeOptions {
+        max_value_bytes: 256,
+    };
+    let clock = ManualClock::new(now);
+    let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
+    let shared = Shared::new(clock.clone());
+    let mut shard = ShardCore::new(set, shared);
+    // Warm up outside the measured function: pairs and operations exist.
+    let mut batch = decode_traces(body.clone(), &opts).unwrap();
+    validate_spans(&mut batch, now, 60_000_000_000);
+    shard.ingest(&batch, &hashes(&batch));
+    match mode.as_str() {
+        "decode" => run_decode(&body, &opts, n),
+        "aggregate" => run_aggregate(&mut shard, &clock, &batch, n),
+        _ => run_all(&mut shard, &clock, &body, &opts, now, n),
+    }
+    eprintln!("{mode}: {n} requests × {} spans", batch.spans.len());
+}
