@@ -307,16 +307,8 @@ impl ShardCore {
         let horizon = now.saturating_add(self.set.skew);
         let set = self.set.clone();
         for pp in pairs {
-            let pid = self.pair_for(
-                pp.namespace.as_bytes(),
-                pp.name.as_bytes(),
-                pp.environment.as_bytes(),
-                pp.hash,
-                now,
-                floor,
-                &mut tally,
-            );
-            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
+            let id = (&pp.namespace, &pp.name, &pp.environment, pp.hash);
+            let pid = self.enter_pair(id, now, floor, &mut tally);
             for r in &pp.records {
                 if r.time_ns == 0 || r.time_ns > horizon {
                     invalid += 1;
@@ -351,16 +343,8 @@ impl ShardCore {
         let (mut late, mut invalid, mut overflow, mut superseded) = (0u64, 0u64, 0u64, 0u64);
         let start = self.shared.started_ns;
         for pp in pairs {
-            let pid = self.pair_for(
-                pp.namespace.as_bytes(),
-                pp.name.as_bytes(),
-                pp.environment.as_bytes(),
-                pp.hash,
-                now,
-                floor,
-                &mut tally,
-            );
-            self.advance(pid, floor.max(self.pairs[pid as usize].clock));
+            let id = (&pp.namespace, &pp.name, &pp.environment, pp.hash);
+            let pid = self.enter_pair(id, now, floor, &mut tally);
             for pt in &pp.points {
                 if pt.time_ns > now + self.set.skew || pt.time_ns < pt.start_ns {
                     invalid += 1;
@@ -677,6 +661,27 @@ impl ShardCore {
     /// Takes the events (alerts, incidents) recorded since the last call.
     pub fn take_events(&mut self) -> Vec<EventRow> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The pair a routed message (records, metric points) names, moved to the fleet floor.
+    fn enter_pair(
+        &mut self,
+        (ns, name, env, hash): (&String, &String, &String, u64),
+        now: u64,
+        floor: u64,
+        tally: &mut Tally,
+    ) -> u32 {
+        let pid = self.pair_for(
+            ns.as_bytes(),
+            name.as_bytes(),
+            env.as_bytes(),
+            hash,
+            now,
+            floor,
+            tally,
+        );
+        self.advance(pid, floor.max(self.pairs[pid as usize].clock));
+        pid
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -156,6 +156,13 @@ fn stream_hash(resource: u64, metric: &str, attrs: &[KeyValue]) -> u64 {
 }
 
 /// Extracts the duration-histogram points of a request, grouped per pair.
+/// Upper bound of positive bucket `i` of an exponential histogram point: base^(offset+i+1)
+/// with base = 2^(2^-scale) (scale clamped to OTLP's −10..=20).
+fn exp_upper(scale: i32, offset: i32, i: usize) -> f64 {
+    let base = 2f64.powf(2f64.powi(-scale.clamp(-10, 20)));
+    base.powi(offset.saturating_add(i as i32 + 1))
+}
+
 /// `threshold_s(service, environment)` gives the latency objective's threshold (s).
 /// Returns the pairs and the number of points it could not use (unknown unit).
 pub fn extract(
@@ -229,11 +236,10 @@ pub fn extract(
                             == AggregationTemporality::Cumulative as i32;
                         for p in &hist.data_points {
                             let (good, bound) = threshold.map_or((0, 0.0), |th| {
-                                let base = 2f64.powf(2f64.powi(-p.scale));
                                 let (mut g, mut bound) = (p.zero_count, 0.0f64);
                                 if let Some(pos) = &p.positive {
                                     for (i, c) in pos.bucket_counts.iter().enumerate() {
-                                        let upper = base.powi(pos.offset + i as i32 + 1) * scale;
+                                        let upper = exp_upper(p.scale, pos.offset, i) * scale;
                                         if upper <= th * (1.0 + 1e-12) {
                                             g += c;
                                             bound = bound.max(upper);
@@ -347,13 +353,11 @@ fn pipeline_points(
                     p.sum,
                     cumulative,
                 );
-                let base = 2f64.powf(2f64.powi(-p.scale.clamp(-10, 20)));
                 r.bounds.push(0.0);
                 r.counts.push(p.zero_count);
                 if let Some(pos) = &p.positive {
                     for (i, c) in pos.bucket_counts.iter().enumerate() {
-                        r.bounds
-                            .push(base.powi(pos.offset.saturating_add(i as i32 + 1)) * scale);
+                        r.bounds.push(exp_upper(p.scale, pos.offset, i) * scale);
                         r.counts.push(*c);
                     }
                 }
