@@ -44,25 +44,29 @@ fn bench(c: &mut Criterion) {
     });
 
     let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
-    let shared = Shared::new(Arc::new(SystemClock));
+    let shared = Shared::new(Arc::new(SystemClock), &set);
     let mut shard = ShardCore::new(set, shared.clone());
     let hashes: Vec<u64> = batch
         .resources
         .iter()
         .map(|r| resource_hash(&batch.buf, r))
         .collect();
-    g.bench_function("aggregate", |b| b.iter(|| shard.ingest(&batch, &hashes)));
+    let stamp = shared.fleet.admit(now, now);
+    g.bench_function("aggregate", |b| {
+        b.iter(|| shard.ingest(&batch, &hashes, stamp))
+    });
 
     g.bench_function("decode_classify_aggregate", |b| {
         b.iter(|| {
             let mut batch = decode_traces(body.clone(), &opts).unwrap();
-            validate_spans(&mut batch, now, 60_000_000_000);
+            let v = validate_spans(&mut batch, now, 60_000_000_000);
             let hashes: Vec<u64> = batch
                 .resources
                 .iter()
                 .map(|r| resource_hash(&batch.buf, r))
                 .collect();
-            shard.ingest(&batch, &hashes);
+            let stamp = shared.fleet.admit(now, v.newest);
+            shard.ingest(&batch, &hashes, stamp);
         })
     });
     g.finish();
@@ -70,7 +74,7 @@ fn bench(c: &mut Criterion) {
     // Window roll-up and snapshot: what a shard does on its tick for 200 pairs.
     let mut g = c.benchmark_group("window");
     let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
-    let mut shard = ShardCore::new(set, shared);
+    let mut shard = ShardCore::new(set, shared.clone());
     let bodies: Vec<_> = (0..40).map(|_| Bytes::from(request(5, now))).collect();
     for b in &bodies {
         let mut batch = decode_traces(b.clone(), &opts).unwrap();
@@ -79,14 +83,14 @@ fn bench(c: &mut Criterion) {
             .iter()
             .map(|r| resource_hash(&batch.buf, r))
             .collect();
-        validate_spans(&mut batch, now, 60_000_000_000);
-        shard.ingest(&batch, &hashes);
+        let v = validate_spans(&mut batch, now, 60_000_000_000);
+        shard.ingest(&batch, &hashes, shared.fleet.admit(now, v.newest));
     }
     g.bench_function("tick_and_snapshot", |b| {
         b.iter_batched(
             || (),
             |_| {
-                shard.tick();
+                shard.tick(|| true);
                 shard.view()
             },
             BatchSize::SmallInput,

@@ -45,17 +45,25 @@ fn run_decode(body: &Bytes, opts: &DecodeOptions, n: usize) {
 }
 
 #[inline(never)]
-fn run_aggregate(shard: &mut ShardCore, clock: &ManualClock, batch: &TraceBatch, n: usize) {
+fn run_aggregate(
+    shard: &mut ShardCore,
+    shared: &Shared,
+    clock: &ManualClock,
+    batch: &TraceBatch,
+    n: usize,
+) {
     let h = hashes(batch);
     for _ in 0..n {
         clock.advance(100_000);
-        shard.ingest(batch, &h);
+        let stamp = shared.fleet.admit(clock.now_ns(), 0);
+        shard.ingest(batch, &h, stamp);
     }
 }
 
 #[inline(never)]
 fn run_all(
     shard: &mut ShardCore,
+    shared: &Shared,
     clock: &ManualClock,
     body: &Bytes,
     opts: &DecodeOptions,
@@ -65,9 +73,10 @@ fn run_all(
     for _ in 0..n {
         clock.advance(100_000);
         let mut batch = decode_traces(body.clone(), opts).unwrap();
-        validate_spans(&mut batch, now, 60_000_000_000);
+        let v = validate_spans(&mut batch, now, 60_000_000_000);
         let h = hashes(&batch);
-        shard.ingest(&batch, &h);
+        let stamp = shared.fleet.admit(clock.now_ns(), v.newest);
+        shard.ingest(&batch, &h, stamp);
     }
 }
 
@@ -82,16 +91,17 @@ fn main() {
     };
     let clock = ManualClock::new(now);
     let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
-    let shared = Shared::new(clock.clone());
-    let mut shard = ShardCore::new(set, shared);
+    let shared = Shared::new(clock.clone(), &set);
+    let mut shard = ShardCore::new(set, shared.clone());
     // Warm up outside the measured function: pairs and operations exist.
     let mut batch = decode_traces(body.clone(), &opts).unwrap();
-    validate_spans(&mut batch, now, 60_000_000_000);
-    shard.ingest(&batch, &hashes(&batch));
+    let v = validate_spans(&mut batch, now, 60_000_000_000);
+    let stamp = shared.fleet.admit(now, v.newest);
+    shard.ingest(&batch, &hashes(&batch), stamp);
     match mode.as_str() {
         "decode" => run_decode(&body, &opts, n),
-        "aggregate" => run_aggregate(&mut shard, &clock, &batch, n),
-        _ => run_all(&mut shard, &clock, &body, &opts, now, n),
+        "aggregate" => run_aggregate(&mut shard, &shared, &clock, &batch, n),
+        _ => run_all(&mut shard, &shared, &clock, &body, &opts, now, n),
     }
     eprintln!("{mode}: {n} requests × {} spans", batch.spans.len());
 }

@@ -101,15 +101,10 @@ impl Checkpointer {
     /// Writes `pairs` and the revision index (pruned to the delivery lookback: a
     /// revision whose pipeline ran longer ago can no longer give a lead time inside it).
     async fn save(&self, pairs: Vec<PairState>) {
-        let fleet = self.shared.fleet.newest();
+        let fleet = self.shared.fleet.value();
         let horizon = fleet.saturating_sub(self.lookback);
-        self.shared.revisions.retain(|_, start| *start >= horizon);
-        let revisions = self
-            .shared
-            .revisions
-            .iter()
-            .map(|e| (e.key().clone(), *e.value()))
-            .collect();
+        self.shared.revisions.retain_since(horizon);
+        let revisions = self.shared.revisions.entries();
         let c = Checkpoint {
             saved_ns: self.shared.clock.now_ns(),
             fleet_ns: fleet,
@@ -171,8 +166,10 @@ async fn restore_checkpoint(
     match loaded {
         Ok(Some(c)) => {
             for (rev, start) in c.revisions {
-                shared.revisions.insert(rev, start);
+                shared.revisions.restore(rev, start);
             }
+            // A restart is not silence: the fleet clock carries on from the checkpoint.
+            shared.fleet.restore(c.fleet_ns, shared.clock.now_ns());
             stats
                 .pairs_restored
                 .fetch_add(c.pairs.len() as u64, Ordering::Relaxed);
@@ -216,7 +213,7 @@ impl App {
         }
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
-        let shared = Shared::new(clock);
+        let shared = Shared::new(clock, &set);
         let n = match config.pipeline.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,

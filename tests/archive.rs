@@ -584,9 +584,9 @@ fn restart_keeps_error_budget_deployments_and_change_failure() {
     let budget = before["slo"]["objectives"][0]["error_budget_remaining"]
         .as_f64()
         .unwrap();
-    // Evaluated at the last 10 s boundary the clock passed: the newest minute's spans end
-    // after it, so 890 requests, 5 errors, against a 1% budget.
-    assert!((budget - (1.0 - 5.0 / 8.9)).abs() < 1e-12, "{budget}");
+    // Over the SLO window at the pair's clock, the open bucket included: all 900
+    // requests, 5 errors, against a 1% budget.
+    assert!((budget - (1.0 - 5.0 / 9.0)).abs() < 1e-12, "{budget}");
     let freq = d["deploy_frequency_per_day"].as_f64().unwrap();
     let clock = before["clock_unix_nano"].as_u64().unwrap();
     assert_eq!(clock, last, "the pair's clock is its newest span");

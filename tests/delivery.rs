@@ -8,14 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use momentum::archive::EventRow;
-use momentum::config::Config;
-use momentum::delivery::records::{from_logs, split_span_records};
+use momentum::delivery::records::split_span_records;
 use momentum::pipeline::clock::{Clock, ManualClock};
-use momentum::pipeline::router::resource_hash;
-use momentum::pipeline::shard::ShardCore;
-use momentum::pipeline::{Settings, Shared};
+use momentum::pipeline::inline::Inline;
 use momentum::receiver::decode::{decode_traces, DecodeOptions};
-use momentum::receiver::validate_spans;
+use momentum::receiver::{validate_spans, Signal};
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -71,7 +68,7 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-fn batch(spans: &[Sp]) -> momentum::model::TraceBatch {
+fn request(spans: &[Sp]) -> Vec<u8> {
     let resource_spans = spans
         .iter()
         .map(|s| ResourceSpans {
@@ -103,9 +100,13 @@ fn batch(spans: &[Sp]) -> momentum::model::TraceBatch {
             ..Default::default()
         })
         .collect();
-    let r = ExportTraceServiceRequest { resource_spans };
+    ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+/// The decoded batch of [`request`] (for the router's split, tested on its own).
+fn batch(spans: &[Sp]) -> momentum::model::TraceBatch {
     decode_traces(
-        Bytes::from(r.encode_to_vec()),
+        Bytes::from(request(spans)),
         &DecodeOptions {
             max_value_bytes: 256,
         },
@@ -114,9 +115,8 @@ fn batch(spans: &[Sp]) -> momentum::model::TraceBatch {
 }
 
 struct Run {
+    p: Inline,
     clock: Arc<ManualClock>,
-    shared: Arc<Shared>,
-    shard: ShardCore,
     events: Vec<EventRow>,
 }
 
@@ -126,18 +126,16 @@ impl Run {
     }
 
     fn with(extra: &str) -> Self {
-        let cfg = Config::from_yaml_str(&format!(
-            "slos:\n  - service: \"*\"\n    objectives: {{ availability: 99.9 }}\n{extra}"
-        ))
-        .unwrap();
-        let set = Arc::new(Settings::from_config(Arc::new(cfg)));
-        let clock = ManualClock::new(T0);
-        let shared = Shared::new(clock.clone());
-        let shard = ShardCore::new(set, shared.clone());
+        let p = Inline::from_yaml(
+            &format!(
+                "slos:\n  - service: \"*\"\n    objectives: {{ availability: 99.9 }}\n{extra}"
+            ),
+            1,
+            T0,
+        );
         Run {
-            clock,
-            shared,
-            shard,
+            clock: p.clock.clone(),
+            p,
             events: vec![],
         }
     }
@@ -145,48 +143,38 @@ impl Run {
     fn deliver(&mut self, spans: &[Sp]) {
         let last = spans.iter().map(|s| s.t).max().unwrap();
         self.clock.set(self.clock.now_ns().max(last + S));
-        let mut b = batch(spans);
-        let now = self.clock.now_ns();
-        validate_spans(&mut b, now, MIN);
-        self.shared.fleet.observe(now, 0);
-        // As the router does: deployment spans naming another pair travel as records.
-        let records = split_span_records(&mut b);
-        let hashes: Vec<u64> = b
-            .resources
-            .iter()
-            .map(|r| resource_hash(&b.buf, r))
-            .collect();
-        self.shard.ingest(&b, &hashes);
-        self.shard.ingest_records(&records);
-        self.events.extend(self.shard.take_events());
+        self.p
+            .send(Signal::Traces, &request(spans))
+            .expect("admitted");
+        self.events.extend(self.p.take_events());
     }
 
+    /// Sends a logs request; answers how many of its records carry deployment
+    /// attributes.
     fn deliver_logs(&mut self, req: &ExportLogsServiceRequest) -> u64 {
-        // As the receiver does: an arrival, then the records to their shard.
-        self.shared.fleet.observe(self.clock.now_ns(), 0);
-        let (records, n) = from_logs(req, 256);
-        self.shard.ingest_records(&records);
-        self.events.extend(self.shard.take_events());
-        n
+        let before = self.counter(|c| &c.deployment_log_records);
+        self.p
+            .send(Signal::Logs, &req.encode_to_vec())
+            .expect("admitted");
+        self.events.extend(self.p.take_events());
+        self.counter(|c| &c.deployment_log_records) - before
+    }
+
+    fn tick(&mut self) {
+        self.p.settle();
+        self.events.extend(self.p.take_events());
     }
 
     fn pair(&mut self, service: &str) -> PairView {
-        self.shard.tick();
-        self.events.extend(self.shard.take_events());
-        self.shard
-            .view()
-            .pairs
-            .into_iter()
-            .find(|p| &*p.service == service)
-            .unwrap()
+        self.tick();
+        let (pairs, _) = self.p.snapshot();
+        pairs.into_iter().find(|p| &*p.service == service).unwrap()
     }
 
     fn pair_env(&mut self, service: &str, env: &str) -> PairView {
-        self.shard.tick();
-        self.events.extend(self.shard.take_events());
-        self.shard
-            .view()
-            .pairs
+        self.tick();
+        let (pairs, _) = self.p.snapshot();
+        pairs
             .into_iter()
             .find(|p| &*p.service == service && &*p.environment == env)
             .unwrap()
@@ -462,13 +450,13 @@ fn logs(resource: &[(&str, &str)], records: Vec<LogRecord>) -> ExportLogsService
 #[test]
 fn log_records_carry_explicit_deployments_to_their_pair() {
     let mut run = Run::new();
-    // web reports v1 for an hour.
-    let traffic: Vec<Sp> = (0..60).map(|i| req(T0 + i * MIN, "web", "1")).collect();
+    // web reports v1 for an hour and 40 minutes (up to t + 40m).
+    let traffic: Vec<Sp> = (0..=100).map(|i| req(T0 + i * MIN, "web", "1")).collect();
     for c in traffic.chunks(20) {
         run.deliver(c);
     }
     let t = T0 + HOUR;
-    run.clock.set(t + 2 * HOUR);
+    assert_eq!(run.clock.now_ns(), t + 40 * MIN + S);
     let res = [
         ("service.name", "web"),
         ("deployment.environment.name", "prod"),
@@ -516,22 +504,17 @@ fn log_records_carry_explicit_deployments_to_their_pair() {
         ],
     ));
     assert_eq!(n, 6, "six log records carry deployment attributes");
-    assert_eq!(
-        run.shared
-            .counters
-            .invalid_records
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
-    // The records moved their pairs' clocks to their event times (the fleet clock was
-    // at web's traffic), never to the future one.
+    assert_eq!(run.counter(|c| &c.invalid_records), 2);
+    // The records moved their pairs' clocks to their event times, never to the future
+    // one: cart, new, started at the fleet floor (web's newest span − lateness) and its
+    // record moved it on.
     let cart = run.pair_env("cart", "staging");
     assert_eq!(cart.clock_ns, t + 40 * MIN);
     assert_eq!(cart.delivery.pending, 1);
     assert_eq!(
         run.pair("web").clock_ns,
-        t + 40 * MIN - 2 * MIN,
-        "F − lateness"
+        t + 40 * MIN,
+        "its own newest span"
     );
     // web goes on reporting version 3; outcomes: d-2 failed by its status, d-3
     // succeeded once decided; version 3's spans are no new deployment.
@@ -626,8 +609,7 @@ fn deployment_spans_naming_another_service_count_for_that_pair() {
     // Deployment events are written once decided: move past change_failure_window +
     // rollback_quiet_period.
     run.clock.set(T0 + 4 * HOUR);
-    run.shard.tick();
-    run.events.extend(run.shard.take_events());
+    run.tick();
     let mut deps: Vec<_> = run
         .events
         .iter()
@@ -699,18 +681,19 @@ fn run_histograms(points: &[Hp]) -> ExportMetricsServiceRequest {
 
 impl Run {
     fn deliver_metrics(&mut self, req: &ExportMetricsServiceRequest) {
-        self.shared.fleet.observe(self.clock.now_ns(), 0);
-        let (pairs, unusable) = momentum::sli::metrics::extract(req, |_, _| None);
-        assert_eq!(unusable, 0);
-        self.shard.ingest_metrics(&pairs);
-        self.events.extend(self.shard.take_events());
+        let before = self.counter(|c| &c.unusable_metric_points);
+        self.p
+            .send(Signal::Metrics, &req.encode_to_vec())
+            .expect("admitted");
+        assert_eq!(self.counter(|c| &c.unusable_metric_points), before);
+        self.events.extend(self.p.take_events());
     }
 
     fn counter(
         &self,
         f: impl Fn(&momentum::pipeline::Counters) -> &std::sync::atomic::AtomicU64,
     ) -> u64 {
-        f(&self.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
+        f(&self.p.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -5,16 +5,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use momentum::archive::EventRow;
-use momentum::config::Config;
-use momentum::model::TraceBatch;
 use momentum::pipeline::clock::{Clock, ManualClock};
-use momentum::pipeline::router::resource_hash;
-use momentum::pipeline::shard::ShardCore;
-use momentum::pipeline::{Settings, Shared};
-use momentum::receiver::decode::{decode_traces, DecodeOptions};
-use momentum::receiver::validate_spans;
+use momentum::pipeline::inline::Inline;
+use momentum::receiver::Signal;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -42,23 +36,17 @@ struct Req {
 }
 
 struct Harness {
+    p: Inline,
     clock: Arc<ManualClock>,
-    shared: Arc<Shared>,
-    shard: ShardCore,
     events: Vec<EventRow>,
 }
 
 impl Harness {
     fn new(now: u64) -> Self {
-        let cfg = Config::from_yaml_str(CONFIG).expect("config");
-        let set = Arc::new(Settings::from_config(Arc::new(cfg)));
-        let clock = ManualClock::new(now);
-        let shared = Shared::new(clock.clone());
-        let shard = ShardCore::new(set, shared.clone());
+        let p = Inline::from_yaml(CONFIG, 1, now);
         Harness {
-            clock,
-            shared,
-            shard,
+            clock: p.clock.clone(),
+            p,
             events: Vec::new(),
         }
     }
@@ -67,31 +55,24 @@ impl Harness {
         if let Some(last) = reqs.last() {
             self.clock.set(self.clock.now_ns().max(last.end + 100 * MS));
         }
-        let mut batch = batch(env, reqs);
-        let now = self.clock.now_ns();
-        validate_spans(&mut batch, now, MIN);
-        self.shared.fleet.observe(now, 0);
-        let hashes: Vec<u64> = batch
-            .resources
-            .iter()
-            .map(|r| resource_hash(&batch.buf, r))
-            .collect();
-        self.shard.ingest(&batch, &hashes);
-        self.events.extend(self.shard.take_events());
+        self.p
+            .send(Signal::Traces, &request(env, reqs))
+            .expect("admitted");
+        self.events.extend(self.p.take_events());
     }
 
     fn pair(&mut self, env: &str) -> PairView {
-        let v = self.shard.view();
-        self.events.extend(self.shard.take_events());
-        v.pairs
+        let (pairs, _) = self.p.snapshot();
+        self.events.extend(self.p.take_events());
+        pairs
             .into_iter()
             .find(|p| &*p.environment == env)
             .expect("pair")
     }
 
     fn tick(&mut self) {
-        self.shard.tick();
-        self.events.extend(self.shard.take_events());
+        self.p.settle();
+        self.events.extend(self.p.take_events());
     }
 
     fn events(&self, kind: &str, env: &str) -> Vec<u64> {
@@ -115,7 +96,7 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
-fn batch(env: &str, reqs: &[Req]) -> TraceBatch {
+fn request(env: &str, reqs: &[Req]) -> Vec<u8> {
     let spans = reqs
         .iter()
         .enumerate()
@@ -149,13 +130,7 @@ fn batch(env: &str, reqs: &[Req]) -> TraceBatch {
             ..Default::default()
         }],
     };
-    decode_traces(
-        Bytes::from(req.encode_to_vec()),
-        &DecodeOptions {
-            max_value_bytes: 256,
-        },
-    )
-    .unwrap()
+    req.encode_to_vec()
 }
 
 /// The independent model: SPEC §5 windows over the raw requests.
@@ -273,7 +248,9 @@ fn outage_scenario_burn_rates_alerts_incident_and_budget() {
         let b = slo.evaluated_at;
         if checked < checkpoints.len() && b >= checkpoints[checked] {
             checked += 1;
-            // Burn rates per window at this evaluation, both objectives, and budgets.
+            // Burn rates per window at the pair's clock (the newest buckets, the open one
+            // included: everything received so far), both objectives, and budgets.
+            let t = p.clock_ns + 1;
             let wins = [
                 5 * MIN,
                 30 * MIN,
@@ -285,19 +262,19 @@ fn outage_scenario_burn_rates_alerts_incident_and_budget() {
                 30 * DAY,
             ];
             for (i, w) in wins.iter().enumerate() {
-                let (a, l) = (model.burn_avail(*w, b), model.burn_latency(*w, b));
+                let (a, l) = (model.burn_avail(*w, t), model.burn_latency(*w, t));
                 assert!(
                     close(slo.states[0].burn[i], a),
-                    "availability burn {i} at {b}: {} vs {a}",
+                    "availability burn {i} at {t}: {} vs {a}",
                     slo.states[0].burn[i]
                 );
                 assert!(
                     close(slo.states[1].burn[i], l),
-                    "latency burn {i} at {b}: {} vs {l}",
+                    "latency burn {i} at {t}: {} vs {l}",
                     slo.states[1].burn[i]
                 );
             }
-            let c = model.window(30 * DAY, b);
+            let c = model.window(30 * DAY, t);
             let budget_a = 1.0 - c.errors as f64 / (c.requests as f64 * 0.001);
             let budget_l = 1.0 - c.slow as f64 / (c.requests as f64 * 0.01);
             assert!(close(slo.states[0].budget_remaining, budget_a));

@@ -4,15 +4,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use momentum::config::Config;
-use momentum::model::TraceBatch;
 use momentum::pipeline::clock::ManualClock;
-use momentum::pipeline::router::resource_hash;
-use momentum::pipeline::shard::ShardCore;
-use momentum::pipeline::{Settings, Shared};
-use momentum::receiver::decode::{decode_traces, DecodeOptions};
-use momentum::receiver::validate_spans;
+use momentum::pipeline::inline::Inline;
+use momentum::receiver::Signal;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -27,56 +22,40 @@ const MIN: u64 = 60 * S;
 const T0: u64 = 1_750_000_000 * S;
 
 struct Harness {
+    p: Inline,
     clock: Arc<ManualClock>,
-    shared: Arc<Shared>,
-    shard: ShardCore,
 }
 
 impl Harness {
     fn new(now: u64) -> Self {
-        let set = Arc::new(Settings::from_config(Arc::new(Config::default())));
-        let clock = ManualClock::new(now);
-        let shared = Shared::new(clock.clone());
-        let shard = ShardCore::new(set, shared.clone());
+        let p = Inline::new(Config::default(), 1, now);
         Harness {
-            clock,
-            shared,
-            shard,
+            clock: p.clock.clone(),
+            p,
         }
     }
 
-    /// What the receiver does with a request: decode, validate, note the fleet clock,
-    /// hand the batch to the shard.
+    /// What a client does: one export request through the receiver, processed at once.
     fn deliver(&mut self, spans: &[(u64, u64, bool)]) {
-        let mut batch = batch(spans);
-        let now = self.clock.now_ns();
-        let v = validate_spans(&mut batch, now, MIN);
-        self.shared.fleet.observe(now, 0);
-        let _ = v;
-        let hashes: Vec<u64> = batch
-            .resources
-            .iter()
-            .map(|r| resource_hash(&batch.buf, r))
-            .collect();
-        self.shard.ingest(&batch, &hashes);
+        self.p
+            .send(Signal::Traces, &request(spans))
+            .expect("admitted");
     }
 
     fn pair(&mut self) -> Option<PairView> {
-        self.shard.tick();
-        self.shard.view().pairs.into_iter().next()
+        self.p.settle();
+        self.p.snapshot().0.into_iter().next()
     }
 
     fn counter(
         &self,
         f: impl Fn(&momentum::pipeline::Counters) -> &std::sync::atomic::AtomicU64,
     ) -> u64 {
-        f(&self.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
+        f(&self.p.shared.counters).load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-use momentum::pipeline::clock::Clock;
-
-fn batch(spans: &[(u64, u64, bool)]) -> TraceBatch {
+fn request(spans: &[(u64, u64, bool)]) -> Vec<u8> {
     let spans = spans
         .iter()
         .enumerate()
@@ -113,13 +92,7 @@ fn batch(spans: &[(u64, u64, bool)]) -> TraceBatch {
             ..Default::default()
         }],
     };
-    decode_traces(
-        Bytes::from(req.encode_to_vec()),
-        &DecodeOptions {
-            max_value_bytes: 256,
-        },
-    )
-    .unwrap()
+    req.encode_to_vec()
 }
 
 #[test]
@@ -225,5 +198,120 @@ fn historical_replay_in_time_order_equals_live() {
         a.windows[2].unwrap().errors,
         errors_1h,
         "1h window = newest 360 buckets"
+    );
+}
+
+/// Every window — 5m, 30m, 1h, 2h (10 s buckets), 6h, 1d, 3d (5-minute buckets) and a
+/// 30-day SLO window (hourly buckets) — read at the pair's clock is the newest
+/// ⌈w/g⌉ buckets of its granularity g, **the open one included**, at clocks just past and
+/// just before every kind of roll-up boundary over four days; and the budget and burn
+/// rates the view shows are the documented formulas over exactly those counts.
+#[test]
+fn every_window_is_its_newest_buckets_with_the_open_one_included() {
+    const HOUR: u64 = 60 * MIN;
+    const DAY: u64 = 24 * HOUR;
+    let yaml = "slos:\n  - service: svc\n    window: 30d\n    objectives:\n      availability: 99.9\n      latency: { threshold: 300ms, target: 99 }\n";
+    let start = T0 / DAY * DAY;
+    let end = start + 4 * DAY + 90 * MIN;
+    // 1 request every 9 s plus a pseudo-random offset; an error and a slow request now
+    // and then, more during two outages.
+    let mut spans = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut t = start;
+    while t < end {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        t += 9 * S + x % (2 * S);
+        let outage = (start + 30 * HOUR..start + 31 * HOUR).contains(&t)
+            || (end - 50 * MIN..end - 40 * MIN).contains(&t);
+        let err = x % if outage { 3 } else { 211 } == 0;
+        let lat = if x % 97 == 0 { 400_000_000 } else { 20_000_000 };
+        spans.push((t - lat, t, err));
+    }
+    // Clocks to stop at: just past and just before hour, 5-minute and 10-second
+    // boundaries, and mid-bucket, near the end (3d needs 3 days of history behind it).
+    let marks = [
+        end - 61 * MIN,
+        end - 60 * MIN + S,
+        end - 55 * MIN - S,
+        end - 35 * MIN + 5 * S,
+        end - 20 * MIN + 10 * S,
+        end - 10 * MIN + 19 * S,
+        end - S,
+    ];
+    let mut p = Inline::from_yaml(yaml, 1, end + 10 * S);
+    let mut sent = 0;
+    let windows = [
+        (5 * MIN, 10 * S),
+        (30 * MIN, 10 * S),
+        (HOUR, 10 * S),
+        (2 * HOUR, 10 * S),
+        (6 * HOUR, 5 * MIN),
+        (DAY, 5 * MIN),
+        (3 * DAY, 5 * MIN),
+        (30 * DAY, HOUR),
+    ];
+    let mut checked = 0;
+    for mark in marks {
+        let upto = spans.partition_point(|s| s.1 <= mark);
+        for chunk in spans[sent..upto].chunks(6) {
+            p.send(Signal::Traces, &request(chunk)).expect("admitted");
+        }
+        sent = upto;
+        let v = p.pair("svc", "").expect("the pair");
+        let clock = v.clock_ns;
+        assert_eq!(clock, spans[upto - 1].1, "the clock is the newest span");
+        for (i, &(w, g)) in windows.iter().enumerate() {
+            let from = (clock / g + 1 - w.div_ceil(g)) * g;
+            let inside = || spans[..upto].iter().filter(|s| s.1 >= from);
+            let requests = inside().count() as u64;
+            let errors = inside().filter(|s| s.2).count() as u64;
+            let good = inside().filter(|s| s.1 - s.0 <= 300_000_000).count() as u64;
+            let got = v.windows[i].expect("every window is present with an SLO");
+            assert_eq!(
+                (got.requests, got.errors, got.good),
+                (requests, errors, good),
+                "window {} at clock {} (mark {mark})",
+                momentum::view::WINDOW_LABELS[i],
+                clock - start
+            );
+            let slo = v.slo.as_ref().expect("an SLO");
+            let (avail, lat) = (&slo.states[0], &slo.states[1]);
+            let burn = |bad: u64, t: f64| {
+                if requests == 0 {
+                    0.0
+                } else {
+                    bad as f64 / requests as f64 / (1.0 - t)
+                }
+            };
+            if i == 7 {
+                let want = 1.0 - errors as f64 / (requests as f64 * (1.0 - 0.999));
+                assert!(
+                    (avail.budget_remaining - want).abs() < 1e-9,
+                    "{avail:?} {want}"
+                );
+                let want = 1.0 - (requests - good) as f64 / (requests as f64 * (1.0 - 0.99));
+                assert!((lat.budget_remaining - want).abs() < 1e-9, "{lat:?} {want}");
+            }
+            // burn rates are kept for 5m, 30m, 1h, 2h, 6h, 1d, 3d and the SLO window
+            assert!(
+                (avail.burn[i] - burn(errors, 0.999)).abs() < 1e-9,
+                "burn {i}: {avail:?}"
+            );
+            assert!(
+                (lat.burn[i] - burn(requests - good, 0.99)).abs() < 1e-9,
+                "burn {i}: {lat:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, marks.len() * windows.len());
+    assert_eq!(
+        p.shared
+            .counters
+            .late
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
     );
 }

@@ -6,14 +6,112 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use dashmap::DashMap;
 
 use crate::archive::EventRow;
 
-/// The process-wide revision index: revision → earliest pipeline run start (ns). The
-/// one piece of state that crosses pairs (a concurrent map, touched once per pipeline
-/// run and once per deployment).
-pub type RevisionIndex = Arc<DashMap<String, u64>>;
+/// The process-wide revision index: revision → the starts of its pipeline runs, for
+/// lead time. The one piece of state that crosses pairs: a concurrent map, written once
+/// per pipeline run and read by deployments of any pair.
+///
+/// Runs are noted when their request is admitted (not when a shard gets to them), each
+/// with the fleet floor of its admission; a lookup made at event time `t` sees only the
+/// runs whose floor is before `t`. Shards look up only at event times their own floor has
+/// passed, when every such run is already admitted, so what a lookup finds does not
+/// depend on how far the shard holding the run has got (`docs/event-time.md`).
+#[derive(Debug, Default)]
+pub struct RevisionIndex {
+    /// revision → (floor, start) of each run that lowered the earliest start, in order
+    map: DashMap<String, Vec<(u64, u64)>>,
+    /// bumped on every change
+    generation: AtomicU64,
+    /// the highest floor noted
+    max_floor: AtomicU64,
+}
+
+/// Entries kept per revision (each lowered the earliest start); beyond, the oldest goes.
+const MAX_RUNS_PER_REVISION: usize = 8;
+
+impl RevisionIndex {
+    /// Notes a run of `revision` that started at `start`, admitted at fleet floor `floor`.
+    pub fn note(&self, revision: &str, start: u64, floor: u64) {
+        let mut changed = false;
+        self.map
+            .entry(revision.to_string())
+            .and_modify(|v| {
+                if v.iter().all(|e| start < e.1) {
+                    if v.len() >= MAX_RUNS_PER_REVISION {
+                        v.remove(0);
+                    }
+                    v.push((floor, start));
+                    changed = true;
+                }
+            })
+            .or_insert_with(|| {
+                changed = true;
+                vec![(floor, start)]
+            });
+        if changed {
+            self.max_floor.fetch_max(floor, Ordering::SeqCst);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The earliest start of a run of `revision` visible at event time `t`.
+    pub fn earliest(&self, revision: &str, t: u64) -> Option<u64> {
+        self.map
+            .get(revision)?
+            .iter()
+            .filter(|e| e.0 < t)
+            .map(|e| e.1)
+            .min()
+    }
+
+    /// (generation, highest floor): unchanged generation and a lookup time above the
+    /// highest floor mean a lookup would find what the last one found.
+    pub fn state(&self) -> (u64, u64) {
+        (
+            self.generation.load(Ordering::SeqCst),
+            self.max_floor.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Forgets runs that started before `horizon` (they can no longer give a lead time
+    /// inside the lookback).
+    pub fn retain_since(&self, horizon: u64) {
+        self.map.retain(|_, v| {
+            v.retain(|e| e.1 >= horizon);
+            !v.is_empty()
+        });
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// (revision, earliest start) of every revision, for the state checkpoint.
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        self.map
+            .iter()
+            .filter_map(|e| Some((e.key().clone(), e.value().iter().map(|x| x.1).min()?)))
+            .collect()
+    }
+
+    /// Takes back an entry of [`RevisionIndex::entries`]: visible at any time.
+    pub fn restore(&self, revision: String, start: u64) {
+        self.map.insert(revision, vec![(0, start)]);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Revisions held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no revision is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
 
 /// Timing rules from `delivery:`.
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +286,10 @@ pub struct Delivery {
     pub lead_sum_s: f64,
     /// cumulative lead-time count
     pub lead_count: u64,
+    /// the revision index's (generation, whether every entry was visible) at the last
+    /// lookup: nothing new to find while it holds
+    #[serde(skip)]
+    lead_check: Option<(u64, bool)>,
 }
 
 fn event(time: u64, who: (&Arc<str>, &Arc<str>), kind: &'static str) -> EventRow {
@@ -334,6 +436,7 @@ impl Delivery {
                 d.status = status.map(str::to_string);
                 if let Some(rev) = revision {
                     d.revision = rev.to_string();
+                    self.lead_check = None;
                 }
                 return;
             }
@@ -370,6 +473,7 @@ impl Delivery {
     /// decided, with the result: archive rows are immutable, and one row per deployment
     /// with its outcome is what `momentum report` and a DuckDB query want.
     fn record(&mut self, d: Deployment, r: &Rules) {
+        self.lead_check = None;
         self.deployments.push_back(d);
         self.trim(r);
     }
@@ -389,32 +493,22 @@ impl Delivery {
         }
     }
 
-    /// Rollbacks, lead times and outcomes at pair clock `clock`. `incidents_opened` are
-    /// the open times of this pair's incidents (recent ones suffice).
+    /// Rollbacks, lead times and outcomes at event time `at` (a minute boundary of the
+    /// pair's watermark, in order). `incidents_opened` are the open times of this pair's
+    /// incidents (recent ones suffice).
     pub fn tick(
         &mut self,
-        clock: u64,
+        at: u64,
         incidents_opened: &[u64],
         revisions: &RevisionIndex,
         r: &Rules,
         who: (&Arc<str>, &Arc<str>),
         events: &mut Vec<EventRow>,
     ) {
-        self.detect_rollback(clock, r);
+        self.detect_rollback(at, r);
+        self.fill_lead_times(at, revisions, r);
         for d in self.deployments.iter_mut() {
-            if d.lead_time.is_none() && d.time + r.lookback >= clock {
-                if let Some(start) = revisions.get(&d.revision).map(|v| *v) {
-                    if start <= d.time {
-                        let lt = d.time - start;
-                        d.lead_time = Some(lt);
-                        self.lead_sum_s += lt as f64 * 1e-9;
-                        self.lead_count += 1;
-                    }
-                }
-            }
-        }
-        for d in self.deployments.iter_mut() {
-            if d.outcome != Outcome::Pending || d.time + r.change_failure_window + r.quiet > clock {
+            if d.outcome != Outcome::Pending || d.time + r.change_failure_window + r.quiet > at {
                 continue;
             }
             let incident = incidents_opened
@@ -427,9 +521,41 @@ impl Delivery {
                 Outcome::Succeeded
             };
             self.decided[usize::from(failed)] += 1;
+            if let Some(lt) = d.lead_time {
+                self.lead_sum_s += lt as f64 * 1e-9;
+                self.lead_count += 1;
+            }
             events.push(deployment_event(d, who));
         }
         self.trim(r);
+    }
+
+    /// Lead times of the deployments over the lookback from the runs visible at `at`:
+    /// deployment time − the earliest start of a run of its revision that started before
+    /// it. A run that arrives later still fills (or lowers) it while the deployment is
+    /// inside the lookback. (The cumulative sum and count take a deployment's lead time
+    /// once, when the deployment is decided.)
+    pub fn fill_lead_times(&mut self, at: u64, revisions: &RevisionIndex, r: &Rules) {
+        let (generation, max_floor) = revisions.state();
+        if self.lead_check == Some((generation, true)) {
+            return;
+        }
+        for d in self.deployments.iter_mut() {
+            if d.time + r.lookback < at {
+                continue;
+            }
+            let Some(start) = revisions.earliest(&d.revision, at) else {
+                continue;
+            };
+            if start > d.time {
+                continue;
+            }
+            let lt = d.time - start;
+            if d.lead_time.is_none_or(|old| lt < old) {
+                d.lead_time = Some(lt);
+            }
+        }
+        self.lead_check = Some((generation, at > max_floor));
     }
 
     /// A superseded version that becomes the only one reporting again is a rollback.
@@ -492,7 +618,6 @@ impl Delivery {
         start: u64,
         end: u64,
         revision: Option<&str>,
-        revisions: &RevisionIndex,
         r: &Rules,
         who: (&Arc<str>, &Arc<str>),
         events: &mut Vec<EventRow>,
@@ -527,12 +652,8 @@ impl Delivery {
             metric: false,
         });
         p.trim(end, r);
-        if let Some(rev) = revision.filter(|r| !r.is_empty()) {
-            revisions
-                .entry(rev.to_string())
-                .and_modify(|s| *s = (*s).min(start))
-                .or_insert(start);
-        }
+        // Its revision went into the revision index when the request was admitted
+        // (`records::note_runs`).
         let mut e = event(end, who, "pipeline_run");
         e.result = Some(result.to_string());
         e.duration_s = Some(duration_s);
@@ -668,6 +789,12 @@ impl Delivery {
             .collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v
+    }
+
+    /// Whether nothing here can change at `at` or later without new data: no deployment
+    /// is pending and no version reports (a rollback needs one that does).
+    pub fn settled(&self, at: u64, r: &Rules) -> bool {
+        self.pending() == 0 && self.versions.iter().all(|v| v.last_seen + r.quiet < at)
     }
 
     /// Deployments recorded but not decided.

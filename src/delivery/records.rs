@@ -302,6 +302,86 @@ pub fn split_span_records(batch: &mut TraceBatch) -> Vec<PairRecords> {
     out
 }
 
+/// The attributes of a CI/CD pipeline run span: a SERVER span carrying
+/// `cicd.pipeline.result` (on the span or its resource) and no `cicd.pipeline.task.*`
+/// attribute. A span attribute wins over its resource's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAttrs<'a> {
+    /// cicd.pipeline.name ("" when absent)
+    pub name: &'a str,
+    /// cicd.pipeline.result
+    pub result: &'a str,
+    /// cicd.pipeline.run.id (string, or an int rendered)
+    pub run_id: Option<String>,
+    /// vcs.ref.head.revision
+    pub revision: Option<&'a str>,
+}
+
+/// The run a span is, if it is one (valid spans only). The shard counts it; admission
+/// notes its revision in the process-wide revision index.
+pub fn pipeline_run<'a>(
+    batch: &'a TraceBatch,
+    r: &ResourceRec,
+    s: &crate::model::SpanRec,
+) -> Option<RunAttrs<'a>> {
+    let flags_all = s.flags | r.ext.flags;
+    if flags_all & flags::CICD_RESULT == 0
+        || flags_all & flags::CICD_TASK != 0
+        || s.flags & flags::INVALID != 0
+        || s.kind != crate::model::kind::SERVER
+    {
+        return None;
+    }
+    let buf = &batch.buf[..];
+    let ext = batch.ext_of(s);
+    let pick = |f: fn(&Ext) -> crate::model::Str| -> &'a str {
+        ext.map(f)
+            .filter(|x| !x.is_empty())
+            .unwrap_or_else(|| f(&r.ext))
+            .as_str(buf)
+    };
+    let run_id_int = ext
+        .and_then(|e| e.run_id_int)
+        .or(r.ext.run_id_int)
+        .map(|i| i.to_string());
+    Some(RunAttrs {
+        name: pick(|e| e.pipeline_name),
+        result: pick(|e| e.pipeline_result),
+        run_id: nonempty(pick(|e| e.run_id))
+            .map(str::to_string)
+            .or(run_id_int),
+        revision: nonempty(pick(|e| e.revision)),
+    })
+}
+
+/// Notes the revision of every pipeline run in an admitted batch in the revision index,
+/// visible to lookups at event times after `floor` (the batch's fleet floor). Runs are
+/// rare: this looks only at spans with rare attributes.
+pub fn note_runs(
+    batch: &TraceBatch,
+    index: &crate::delivery::deployments::RevisionIndex,
+    floor: u64,
+) {
+    let any = batch
+        .resources
+        .iter()
+        .any(|r| r.ext.flags & flags::CICD_RESULT != 0)
+        || batch.ext.iter().any(|e| e.flags & flags::CICD_RESULT != 0);
+    if !any {
+        return;
+    }
+    for r in &batch.resources {
+        for s in batch.spans_of(r) {
+            if (s.flags | r.ext.flags) & flags::CICD_RESULT == 0 {
+                continue;
+            }
+            if let Some(rev) = pipeline_run(batch, r, s).and_then(|run| run.revision) {
+                index.note(rev, s.start_ns, floor);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

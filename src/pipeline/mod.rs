@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod inline;
 pub mod router;
 pub mod shard;
 
@@ -137,12 +138,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// New shared state around a clock.
-    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+    /// New shared state around a clock, for the event-time settings of `set`.
+    pub fn new(clock: Arc<dyn Clock>, set: &Settings) -> Arc<Self> {
         let started_ns = clock.now_ns();
         Arc::new(Shared {
             clock,
-            fleet: FleetClock::default(),
+            fleet: FleetClock::new(set.lateness, started_ns),
             pairs: AtomicUsize::new(0),
             series: AtomicUsize::new(0),
             metric_streams: AtomicUsize::new(0),

@@ -1,4 +1,13 @@
 //! The router: stateless hash(pair) → shard, with all-or-nothing admission.
+//!
+//! A request is first *planned* — split into one [`Part`] per shard it touches, each
+//! with its queue cost ([`plan_traces`], [`plan_metrics`], [`plan_records`], pure
+//! functions of the request and the shard count) — then *admitted* through an
+//! [`Admission`]: room is reserved in every queue or in none, the parts are stamped with
+//! the fleet clock ([`crate::pipeline::clock::Stamp`]) and sent. [`Router`] is the
+//! admission of the running process (tokio channels to the shard tasks);
+//! [`crate::pipeline::inline::Inline`] is the same admission into queues a test drives by
+//! hand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,10 +16,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::PairState;
-use super::shard::{self, ShardCore, ShardMsg};
+use super::clock::Stamp;
+use super::shard::{self, Admitted, ShardCore, ShardMsg, Work};
 use super::{pair_hash, shard_of, Settings, Shared};
-use crate::delivery::records::{split_span_records, DeployRecord, PairRecords};
+use crate::delivery::records::{note_runs, split_span_records, DeployRecord, PairRecords};
 use crate::model::{ResourceRec, TraceBatch};
+use crate::sli::metrics::{MetricPoint, PairPoints, RunPoint};
 use crate::view::ShardView;
 
 /// Why a request was not admitted.
@@ -24,6 +35,180 @@ pub enum Refusal {
     MemoryLimit,
 }
 
+/// One shard's part of a request.
+pub struct Part {
+    /// the shard
+    pub shard: usize,
+    /// what it is to do
+    pub work: Work,
+    /// the queue bytes it holds until processed
+    pub cost: u64,
+}
+
+/// Where the receiver hands planned requests: all parts are admitted, or none.
+pub trait Admission: Send + Sync {
+    /// How many shards requests are planned over.
+    fn shards(&self) -> usize;
+
+    /// Admits every part or none. `now` is the wall clock at receipt, `newest` the
+    /// newest valid event time in the request (0 when none).
+    fn admit(&self, parts: Vec<Part>, now: u64, newest: u64) -> Result<(), Refusal>;
+}
+
+/// Stamps admitted parts: F before this request, the runs in it noted in the revision
+/// index (visible from the request's fleet floor on), then F advanced by its events.
+pub fn stamp(shared: &Shared, parts: &[Part], now: u64, newest: u64) -> Stamp {
+    let stamp = shared.fleet.begin(now);
+    let floor = stamp.fleet.saturating_sub(shared.fleet.lateness());
+    for p in parts {
+        if let Work::Traces { batch, .. } = &p.work {
+            note_runs(batch, &shared.revisions, floor);
+        }
+    }
+    shared.fleet.commit(stamp, newest);
+    stamp
+}
+
+/// The parts of a decoded trace request over `n` shards. Deployment spans naming
+/// another pair with a record-level `service.name` also go to that pair's shard as
+/// records (see [`split_span_records`]).
+pub fn plan_traces(mut batch: TraceBatch, n: usize) -> Vec<Part> {
+    let records = plan_records(split_span_records(&mut batch), n);
+    let buf = &batch.buf[..];
+    let hashes: Vec<u64> = batch
+        .resources
+        .iter()
+        .map(|r| resource_hash(buf, r))
+        .collect();
+    let first = hashes.first().map(|&h| shard_of(h, n)).unwrap_or(0);
+    let single = hashes.iter().all(|&h| shard_of(h, n) == first);
+    let total_spans = batch.spans.len().max(1) as u64;
+    let per_span = (batch.buf.len() as u64).div_ceil(total_spans)
+        + std::mem::size_of::<crate::model::SpanRec>() as u64;
+    let mut out = Vec::with_capacity(1 + records.len());
+    if single {
+        let cost = per_span * batch.spans.len() as u64 + 64;
+        out.push(Part {
+            shard: first,
+            work: Work::Traces { batch, hashes },
+            cost,
+        });
+        out.extend(records);
+        return out;
+    }
+    // Split per shard: records are copied, the buffer is shared.
+    let mut parts: Vec<Option<(TraceBatch, Vec<u64>)>> = (0..n).map(|_| None).collect();
+    for (r, &h) in batch.resources.iter().zip(&hashes) {
+        let s = shard_of(h, n);
+        let (b, hs) = parts[s].get_or_insert_with(|| {
+            (
+                TraceBatch {
+                    buf: batch.buf.clone(),
+                    resources: Vec::new(),
+                    spans: Vec::new(),
+                    ext: batch.ext.clone(),
+                },
+                Vec::new(),
+            )
+        });
+        let mut rr: ResourceRec = *r;
+        rr.first_span = b.spans.len() as u32;
+        b.spans.extend_from_slice(batch.spans_of(r));
+        b.resources.push(rr);
+        hs.push(h);
+    }
+    for (i, part) in parts.into_iter().enumerate() {
+        if let Some((batch, hashes)) = part {
+            let cost = per_span * batch.spans.len() as u64 + 64;
+            out.push(Part {
+                shard: i,
+                work: Work::Traces { batch, hashes },
+                cost,
+            });
+        }
+    }
+    out.extend(records);
+    out
+}
+
+/// The parts of the explicit deployment records of a request, per shard.
+pub fn plan_records(pairs: Vec<PairRecords>, n: usize) -> Vec<Part> {
+    let mut parts: Vec<(usize, u64, Vec<PairRecords>)> = Vec::new();
+    let rec = std::mem::size_of::<DeployRecord>() as u64;
+    for pp in pairs {
+        let i = shard_of(pp.hash, n);
+        let cost = 64
+            + (pp.name.len() + pp.namespace.len() + pp.environment.len()) as u64
+            + pp.records
+                .iter()
+                .map(|r| {
+                    rec + (r.version.len()
+                        + r.id.as_ref().map_or(0, String::len)
+                        + r.status.as_ref().map_or(0, String::len)
+                        + r.revision.as_ref().map_or(0, String::len))
+                        as u64
+                })
+                .sum::<u64>();
+        match parts.iter_mut().find(|p| p.0 == i) {
+            Some(p) => {
+                p.1 += cost;
+                p.2.push(pp);
+            }
+            None => parts.push((i, 128 + cost, vec![pp])),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(shard, cost, pairs)| Part {
+            shard,
+            work: Work::Records { pairs },
+            cost,
+        })
+        .collect()
+}
+
+/// The parts of the duration-histogram points of a metrics request, per shard.
+pub fn plan_metrics(pairs: Vec<PairPoints>, n: usize) -> Vec<Part> {
+    let mut parts: Vec<Vec<PairPoints>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    for pp in pairs {
+        parts[shard_of(pp.hash, n)].push(pp);
+    }
+    let point = std::mem::size_of::<MetricPoint>() as u64;
+    let run = std::mem::size_of::<RunPoint>() as u64;
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(shard, pairs)| {
+            let cost = 128
+                + pairs
+                    .iter()
+                    .map(|pp| {
+                        64 + point * pp.points.len() as u64
+                            + pp.versions
+                                .iter()
+                                .map(|v| 24 + v.0.len() as u64)
+                                .sum::<u64>()
+                            + pp.runs
+                                .iter()
+                                .map(|r| {
+                                    run + (r.name.len()
+                                        + r.result.len()
+                                        + 8 * (r.bounds.len() + r.counts.len()))
+                                        as u64
+                                })
+                                .sum::<u64>()
+                    })
+                    .sum::<u64>();
+            Part {
+                shard,
+                work: Work::Metrics { pairs },
+                cost,
+            }
+        })
+        .collect()
+}
+
 struct ShardHandle {
     tx: mpsc::UnboundedSender<ShardMsg>,
     /// bytes reserved in this shard's queue
@@ -31,11 +216,47 @@ struct ShardHandle {
     view: Arc<ArcSwap<ShardView>>,
 }
 
-/// Routes batches to shards.
+/// Routes batches to the shard tasks.
 pub struct Router {
     shards: Vec<ShardHandle>,
     set: Arc<Settings>,
     shared: Arc<Shared>,
+    /// Held from a request's stamp until its parts are in the shard queues, so stamps
+    /// and queue order agree: a shard never processes a request stamped before one it
+    /// has already processed, and a request with an older fleet floor has noted its
+    /// revisions before any request with a newer one is stamped. One uncontended lock
+    /// per request, never per span.
+    order: std::sync::Mutex<()>,
+}
+
+impl Admission for Router {
+    fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn admit(&self, parts: Vec<Part>, now: u64, newest: u64) -> Result<(), Refusal> {
+        if self.set.memory_limit > 0
+            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
+        {
+            return Err(Refusal::MemoryLimit);
+        }
+        self.reserve(&parts)?;
+        // A poisoned lock only means a panic elsewhere while holding `()`: go on.
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = stamp(&self.shared, &parts, now, newest);
+        for p in parts {
+            self.send(
+                p.shard,
+                ShardMsg::Work(Admitted {
+                    work: p.work,
+                    stamp,
+                    cost: p.cost,
+                }),
+                p.cost,
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Router {
@@ -52,11 +273,7 @@ impl Router {
         let n = n.max(1);
         let mut shards = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
-        let mut per_shard: Vec<Vec<PairState>> = (0..n).map(|_| Vec::new()).collect();
-        for p in restored {
-            per_shard[shard_of(p.hash, n)].push(p);
-        }
-        for mine in per_shard {
+        for mine in split_restored(restored, n) {
             let (tx, rx) = mpsc::unbounded_channel();
             let queued = Arc::new(AtomicU64::new(0));
             let view = Arc::new(ArcSwap::from_pointee(ShardView::default()));
@@ -77,6 +294,7 @@ impl Router {
                 shards,
                 set,
                 shared,
+                order: std::sync::Mutex::new(()),
             }),
             tasks,
         )
@@ -100,203 +318,20 @@ impl Router {
             .sum()
     }
 
-    /// Admits a whole decoded trace request or nothing of it. Deployment spans naming
-    /// another pair with a record-level `service.name` also go to that pair's shard as
-    /// records (see [`split_span_records`]), in the same all-or-nothing admission.
-    pub fn submit_traces(&self, mut batch: TraceBatch) -> Result<(), Refusal> {
-        if self.set.memory_limit > 0
-            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
-        {
-            return Err(Refusal::MemoryLimit);
-        }
-        let records = self.record_parts(split_span_records(&mut batch));
-        let n = self.shards.len();
-        let buf = &batch.buf[..];
-        let hashes: Vec<u64> = batch
-            .resources
-            .iter()
-            .map(|r| resource_hash(buf, r))
-            .collect();
-        let first = hashes.first().map(|&h| shard_of(h, n)).unwrap_or(0);
-        let single = hashes.iter().all(|&h| shard_of(h, n) == first);
-        let total_spans = batch.spans.len().max(1) as u64;
-        let per_span = (batch.buf.len() as u64).div_ceil(total_spans)
-            + std::mem::size_of::<crate::model::SpanRec>() as u64;
-        if single {
-            let cost = per_span * batch.spans.len() as u64 + 64;
-            let mut costs = vec![(first, cost)];
-            costs.extend(records.iter().map(|(i, c, _)| (*i, *c)));
-            self.reserve(&costs)?;
-            self.send(
-                first,
-                ShardMsg::Traces {
-                    batch,
-                    hashes,
-                    cost,
-                },
-                cost,
-            );
-            self.send_records(records);
-            return Ok(());
-        }
-        // Split per shard: records are copied, the buffer is shared.
-        let mut parts: Vec<Option<(TraceBatch, Vec<u64>)>> = (0..n).map(|_| None).collect();
-        for (r, &h) in batch.resources.iter().zip(&hashes) {
-            let s = shard_of(h, n);
-            let (b, hs) = parts[s].get_or_insert_with(|| {
-                (
-                    TraceBatch {
-                        buf: batch.buf.clone(),
-                        resources: Vec::new(),
-                        spans: Vec::new(),
-                        ext: batch.ext.clone(),
-                    },
-                    Vec::new(),
-                )
-            });
-            let mut rr: ResourceRec = *r;
-            rr.first_span = b.spans.len() as u32;
-            b.spans.extend_from_slice(batch.spans_of(r));
-            b.resources.push(rr);
-            hs.push(h);
-        }
-        let costs: Vec<(usize, u64)> = parts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                p.as_ref()
-                    .map(|(b, _)| (i, per_span * b.spans.len() as u64 + 64))
-            })
-            .collect();
-        let mut all = costs.clone();
-        all.extend(records.iter().map(|(i, c, _)| (*i, *c)));
-        self.reserve(&all)?;
-        for ((i, cost), part) in costs.iter().zip(parts.into_iter().flatten()) {
-            let (batch, hashes) = part;
-            self.send(
-                *i,
-                ShardMsg::Traces {
-                    batch,
-                    hashes,
-                    cost: *cost,
-                },
-                *cost,
-            );
-        }
-        self.send_records(records);
-        Ok(())
-    }
-
-    /// Admits the explicit deployment records of a logs request, all or nothing.
-    pub fn submit_records(&self, pairs: Vec<PairRecords>) -> Result<(), Refusal> {
-        if self.set.memory_limit > 0
-            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
-        {
-            return Err(Refusal::MemoryLimit);
-        }
-        let parts = self.record_parts(pairs);
-        let costs: Vec<(usize, u64)> = parts.iter().map(|(i, c, _)| (*i, *c)).collect();
-        self.reserve(&costs)?;
-        self.send_records(parts);
-        Ok(())
-    }
-
-    /// Records grouped per shard with their queue cost.
-    fn record_parts(&self, pairs: Vec<PairRecords>) -> Vec<(usize, u64, Vec<PairRecords>)> {
-        let mut parts: Vec<(usize, u64, Vec<PairRecords>)> = Vec::new();
-        let rec = std::mem::size_of::<DeployRecord>() as u64;
-        for pp in pairs {
-            let i = shard_of(pp.hash, self.shards.len());
-            let cost = 64
-                + (pp.name.len() + pp.namespace.len() + pp.environment.len()) as u64
-                + pp.records
-                    .iter()
-                    .map(|r| {
-                        rec + (r.version.len()
-                            + r.id.as_ref().map_or(0, String::len)
-                            + r.status.as_ref().map_or(0, String::len)
-                            + r.revision.as_ref().map_or(0, String::len))
-                            as u64
-                    })
-                    .sum::<u64>();
-            match parts.iter_mut().find(|p| p.0 == i) {
-                Some(p) => {
-                    p.1 += cost;
-                    p.2.push(pp);
-                }
-                None => parts.push((i, 128 + cost, vec![pp])),
-            }
-        }
-        parts
-    }
-
-    fn send_records(&self, parts: Vec<(usize, u64, Vec<PairRecords>)>) {
-        for (i, cost, pairs) in parts {
-            self.send(i, ShardMsg::Records { pairs, cost }, cost);
-        }
-    }
-
-    /// Admits the duration-histogram points of a metrics request, all or nothing.
-    pub fn submit_metrics(
-        &self,
-        pairs: Vec<crate::sli::metrics::PairPoints>,
-    ) -> Result<(), Refusal> {
-        if self.set.memory_limit > 0
-            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
-        {
-            return Err(Refusal::MemoryLimit);
-        }
-        let n = self.shards.len();
-        let mut parts: Vec<Vec<crate::sli::metrics::PairPoints>> =
-            (0..n).map(|_| Vec::new()).collect();
-        for pp in pairs {
-            parts[shard_of(pp.hash, n)].push(pp);
-        }
-        let point = std::mem::size_of::<crate::sli::metrics::MetricPoint>() as u64;
-        let run = std::mem::size_of::<crate::sli::metrics::RunPoint>() as u64;
-        let costs: Vec<(usize, u64)> = parts
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(i, p)| {
-                (
-                    i,
-                    128 + p
-                        .iter()
-                        .map(|pp| {
-                            64 + point * pp.points.len() as u64
-                                + pp.runs
-                                    .iter()
-                                    .map(|r| {
-                                        run + (r.name.len()
-                                            + r.result.len()
-                                            + 8 * (r.bounds.len() + r.counts.len()))
-                                            as u64
-                                    })
-                                    .sum::<u64>()
-                        })
-                        .sum::<u64>(),
-                )
-            })
-            .collect();
-        self.reserve(&costs)?;
-        for (i, cost) in costs {
-            let pairs = std::mem::take(&mut parts[i]);
-            self.send(i, ShardMsg::Metrics { pairs, cost }, cost);
-        }
-        Ok(())
-    }
-
-    /// Reserves room in every listed shard queue, or in none.
-    fn reserve(&self, costs: &[(usize, u64)]) -> Result<(), Refusal> {
+    /// Reserves room for every part in its shard's queue, or for none. A queue that is
+    /// empty always takes a part, however large (a request is never refused for its size
+    /// alone once it passed `max_request_mib`).
+    fn reserve(&self, parts: &[Part]) -> Result<(), Refusal> {
         let cap = self.set.queue_capacity;
-        for (k, &(i, cost)) in costs.iter().enumerate() {
-            let q = &self.shards[i].queued;
-            let before = q.fetch_add(cost, Ordering::AcqRel);
-            if before + cost > cap && before > 0 {
-                q.fetch_sub(cost, Ordering::AcqRel);
-                for &(j, c) in &costs[..k] {
-                    self.shards[j].queued.fetch_sub(c, Ordering::AcqRel);
+        for (k, p) in parts.iter().enumerate() {
+            let q = &self.shards[p.shard].queued;
+            let before = q.fetch_add(p.cost, Ordering::SeqCst);
+            if before + p.cost > cap && before > 0 {
+                q.fetch_sub(p.cost, Ordering::SeqCst);
+                for done in &parts[..k] {
+                    self.shards[done.shard]
+                        .queued
+                        .fetch_sub(done.cost, Ordering::SeqCst);
                 }
                 return Err(Refusal::Backpressure);
             }
@@ -308,7 +343,7 @@ impl Router {
     fn send(&self, i: usize, msg: ShardMsg, cost: u64) {
         if let Err(mpsc::error::SendError(_)) = self.shards[i].tx.send(msg) {
             // The shard is gone (shutdown): release the reservation.
-            self.shards[i].queued.fetch_sub(cost, Ordering::AcqRel);
+            self.shards[i].queued.fetch_sub(cost, Ordering::SeqCst);
         }
     }
 
@@ -345,6 +380,15 @@ impl Router {
         }
         out
     }
+}
+
+/// Restored pairs grouped by the shard their hashes route to among `n`.
+pub fn split_restored(restored: Vec<PairState>, n: usize) -> Vec<Vec<PairState>> {
+    let mut per_shard: Vec<Vec<PairState>> = (0..n.max(1)).map(|_| Vec::new()).collect();
+    for p in restored {
+        per_shard[shard_of(p.hash, n)].push(p);
+    }
+    per_shard
 }
 
 /// The pair hash of a resource as the router and shards compute it.

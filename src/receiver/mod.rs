@@ -15,7 +15,7 @@ use prost::Message;
 
 use crate::export::forward::{Forwarder, QueueFull, Reservation};
 use crate::model::flags;
-use crate::pipeline::router::{Refusal, Router};
+use crate::pipeline::router::{plan_metrics, plan_records, plan_traces, Admission, Refusal};
 use crate::pipeline::{Counters, Settings, Shared};
 use decode::{decode_traces, DecodeOptions};
 
@@ -116,7 +116,7 @@ pub const REASONS: [Reason; 6] = [
 
 /// The transport-independent part of the receivers.
 pub struct Receiver {
-    router: Arc<Router>,
+    admission: Arc<dyn Admission>,
     set: Arc<Settings>,
     shared: Arc<Shared>,
     /// wire and decompressed size limit
@@ -131,9 +131,10 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// A receiver feeding `router` and, for the signals it forwards, `forward`.
+    /// A receiver feeding `admission` (the router) and, for the signals it forwards,
+    /// `forward`.
     pub fn new(
-        router: Arc<Router>,
+        admission: Arc<dyn Admission>,
         set: Arc<Settings>,
         shared: Arc<Shared>,
         refused: Arc<RefusalCounters>,
@@ -145,7 +146,7 @@ impl Receiver {
             opts: DecodeOptions {
                 max_value_bytes: c.limits.max_value_bytes,
             },
-            router,
+            admission,
             set,
             shared,
             refused,
@@ -167,6 +168,16 @@ impl Receiver {
         let i = REASONS.iter().position(|&r| r == reason).unwrap_or(0);
         Counters::add(&self.refused.spans[i], spans.unwrap_or(1));
         Counters::add(&self.refused.requests[i], 1);
+    }
+
+    /// Counts and answers a refusal by the admission (`spans` spans in the request).
+    fn refusal(&self, r: Refusal, spans: u64) -> Refused {
+        let reason = match r {
+            Refusal::Backpressure => Reason::Backpressure,
+            Refusal::MemoryLimit => Reason::MemoryLimit,
+        };
+        self.count_refused(reason, Some(spans));
+        Refused::new(reason, format!("{r}: retry later"))
     }
 
     /// Decompresses a body per its content encoding, bounded by the size limit.
@@ -236,7 +247,7 @@ impl Receiver {
         let n = batch.spans.len() as u64;
         if n == 0 {
             // Nothing in it to analyse or forward.
-            self.shared.fleet.observe(now, 0);
+            self.shared.fleet.arrive(now);
             return Ok(Accepted::default());
         }
         // Forward queue first, then the shard queues; a refusal by the router drops the
@@ -255,7 +266,8 @@ impl Receiver {
             },
             None => None,
         };
-        match self.router.submit_traces(batch) {
+        let parts = plan_traces(batch, self.admission.shards());
+        match self.admission.admit(parts, now, v.newest) {
             Ok(()) => {
                 if let (Some(a), Some(p)) = (&self.span_archive, span_permit) {
                     a.send(p, raw.clone());
@@ -263,7 +275,6 @@ impl Receiver {
                 if let Some(r) = reservation {
                     r.commit(raw, n);
                 }
-                self.shared.fleet.observe(now, 0);
                 let c = &self.shared.counters;
                 Counters::add(
                     match transport {
@@ -289,14 +300,7 @@ impl Receiver {
                     message,
                 })
             }
-            Err(r) => {
-                let reason = match r {
-                    Refusal::Backpressure => Reason::Backpressure,
-                    Refusal::MemoryLimit => Reason::MemoryLimit,
-                };
-                self.count_refused(reason, Some(n));
-                Err(Refused::new(reason, format!("{r}: retry later")))
-            }
+            Err(r) => Err(self.refusal(r, n)),
         }
     }
 
@@ -333,26 +337,35 @@ impl Receiver {
                 .map(|l| l.threshold.as_secs_f64())
         });
         let used: u64 = pairs.iter().map(|p| p.points.len() as u64).sum();
-        // Forward queue first, then the shard queues (SPEC §3: all or nothing).
+        let now = self.shared.clock.now_ns();
+        let horizon = now.saturating_add(self.set.skew);
+        let newest = pairs
+            .iter()
+            .flat_map(|p| {
+                let points = p.points.iter().map(|x| (x.start_ns, x.time_ns));
+                points.chain(p.runs.iter().map(|x| (x.start_ns, x.time_ns)))
+            })
+            .filter(|&(start, t)| t >= start && t <= horizon)
+            .map(|(_, t)| t)
+            .max()
+            .unwrap_or(0);
+        // Forward queue first, then the shard queues: all or nothing.
         let reservation = if points > 0 {
             self.reserve_forward(Signal::Metrics, &body, 0)?
         } else {
             None
         };
-        if !pairs.is_empty() {
-            if let Err(r) = self.router.submit_metrics(pairs) {
-                let reason = match r {
-                    Refusal::Backpressure => Reason::Backpressure,
-                    Refusal::MemoryLimit => Reason::MemoryLimit,
-                };
-                self.count_refused(reason, Some(0));
-                return Err(Refused::new(reason, format!("{r}: retry later")));
+        if pairs.is_empty() {
+            self.shared.fleet.arrive(now);
+        } else {
+            let parts = plan_metrics(pairs, self.admission.shards());
+            if let Err(r) = self.admission.admit(parts, now, newest) {
+                return Err(self.refusal(r, 0));
             }
         }
         if let Some(r) = reservation {
             r.commit(body, points);
         }
-        self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
         let c = &self.shared.counters;
         Counters::add(&c.accepted_metric_points, points);
         Counters::add(&c.sli_metric_points, used);
@@ -378,22 +391,27 @@ impl Receiver {
         // Explicit deployment records go to their pairs' shards; other log records stop here.
         let (records, deployments) =
             crate::delivery::records::from_logs(&req, self.opts.max_value_bytes);
-        // Forward queue first, then the shard queues (SPEC §3: all or nothing).
+        // Forward queue first, then the shard queues: all or nothing.
         let reservation = if n > 0 {
             self.reserve_forward(Signal::Logs, &body, 0)?
         } else {
             None
         };
-        if !records.is_empty() {
-            if let Err(r) = self.router.submit_records(records) {
-                let reason = match r {
-                    Refusal::Backpressure => Reason::Backpressure,
-                    Refusal::MemoryLimit => Reason::MemoryLimit,
-                };
-                self.count_refused(reason, Some(0));
-                return Err(Refused::new(reason, format!("{r}: retry later")));
+        let now = self.shared.clock.now_ns();
+        if records.is_empty() {
+            self.shared.fleet.arrive(now);
+        } else {
+            let horizon = now.saturating_add(self.set.skew);
+            let newest = records
+                .iter()
+                .flat_map(|p| p.records.iter().map(|r| r.time_ns))
+                .filter(|&t| t > 0 && t <= horizon)
+                .max()
+                .unwrap_or(0);
+            let parts = plan_records(records, self.admission.shards());
+            if let Err(r) = self.admission.admit(parts, now, newest) {
+                return Err(self.refusal(r, 0));
             }
-            self.shared.fleet.observe(self.shared.clock.now_ns(), 0);
         }
         if let Some(r) = reservation {
             r.commit(body, n as u64);

@@ -86,6 +86,10 @@ pub struct PairPoints {
     pub points: Vec<MetricPoint>,
     /// pipeline-run histogram points
     pub runs: Vec<RunPoint>,
+    /// `service.version` of the resources whose SLI points these are, each with the
+    /// first and last point time (metric points report a version too: a service that
+    /// exports only metrics deploys)
+    pub versions: Vec<(String, u64, u64)>,
 }
 
 fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
@@ -186,6 +190,7 @@ pub fn extract(
             .or_else(|| str_attr(rattrs, "deployment.environment"))
             .unwrap_or("")
             .to_string();
+        let version = str_attr(rattrs, "service.version").unwrap_or("");
         let service = crate::pipeline::shard::service_name(namespace.as_bytes(), name.as_bytes());
         let threshold = threshold_s(&service, &environment);
         let rhash = stream_hash(0, "", rattrs);
@@ -267,6 +272,12 @@ pub fn extract(
         if points.is_empty() && runs.is_empty() {
             continue;
         }
+        let mut versions = Vec::new();
+        if !version.is_empty() && !points.is_empty() {
+            let first = points.iter().map(|p| p.time_ns).min().unwrap_or(0);
+            let last = points.iter().map(|p| p.time_ns).max().unwrap_or(0);
+            versions.push((version.to_string(), first, last));
+        }
         let hash = pair_hash(
             namespace.as_bytes(),
             name.as_bytes(),
@@ -281,6 +292,12 @@ pub fn extract(
             Some(pp) => {
                 pp.points.extend(points);
                 pp.runs.extend(runs);
+                for (v, first, last) in versions {
+                    match pp.versions.iter_mut().find(|x| x.0 == v) {
+                        Some(x) => (x.1, x.2) = (x.1.min(first), x.2.max(last)),
+                        None => pp.versions.push((v, first, last)),
+                    }
+                }
             }
             None => out.push(PairPoints {
                 namespace,
@@ -289,6 +306,7 @@ pub fn extract(
                 hash,
                 points,
                 runs,
+                versions,
             }),
         }
     }
@@ -394,13 +412,24 @@ enum Step {
 }
 
 /// Cumulative → delta state of the streams of one shard.
+///
+/// A stream idle for `series_idle` (its newest point older than the pair clock minus
+/// `series_idle`) is forgotten: its slot goes back to `max_metric_streams`, and when it
+/// reports again its first point only sets a new baseline (its count includes requests
+/// already counted). Whether a tick removed it first or the next point finds it stale,
+/// the outcome is the same; removed streams leave a tombstone (their id, bounded) so the
+/// returning point knows.
 #[derive(Debug, Default)]
 pub struct Streams {
     map: FxHashMap<u64, StreamState>,
-    /// the newest expiry horizon: a stream unknown now that started before it may have
-    /// been expired, so its first point only sets a baseline
-    horizon: u64,
+    /// ids of streams removed by [`Streams::expire`], oldest first (bounded)
+    tombstones: std::collections::VecDeque<u64>,
+    tombstone_set: rustc_hash::FxHashSet<u64>,
 }
+
+/// Tombstones kept; beyond, the oldest is dropped (that stream's return then counts as a
+/// new stream's first point).
+const MAX_TOMBSTONES: usize = 65_536;
 
 impl Streams {
     /// Number of streams held.
@@ -420,16 +449,20 @@ impl Streams {
 
     /// Records `now` as the stream's state and says how the point counts. A cumulative
     /// stream's first point counts in full when it started at or after `process_start`,
-    /// else it only sets the baseline; a newer start time, a lower count or another
-    /// bucket layout is a reset (the point counts in full); an older start time than the
-    /// stream's is a stale point of a stream that already restarted (ignored).
-    fn step(&mut self, stream: u64, now: StreamState, process_start: u64) -> Step {
+    /// else it only sets the baseline; a stream known before but idle since `horizon`
+    /// (or removed as idle) sets a new baseline; a newer start time, a lower count or
+    /// another bucket layout is a reset (the point counts in full); an older start time
+    /// than the stream's is a stale point of a stream that already restarted (ignored).
+    fn step(&mut self, stream: u64, now: StreamState, process_start: u64, horizon: u64) -> Step {
         let start = now.start_ns;
         let count = now.count;
         let layout = now.buckets.len();
+        let returned = self.tombstone_set.remove(&stream);
         match self.map.insert(stream, now) {
+            None if returned => Step::Nothing,
             None if start >= process_start => Step::Full,
             None => Step::Nothing,
+            Some(prev) if prev.time_ns < horizon => Step::Nothing,
             Some(prev)
                 if start > prev.start_ns || count < prev.count || layout != prev.buckets.len() =>
             {
@@ -444,12 +477,11 @@ impl Streams {
     }
 
     /// The (requests, good) a point adds. Delta points add themselves; cumulative ones
-    /// per [`Streams::step`].
-    pub fn delta(&mut self, p: &MetricPoint, process_start: u64) -> (u64, u64) {
+    /// per [`Streams::step`]; `horizon` = the pair clock minus `series_idle`.
+    pub fn delta(&mut self, p: &MetricPoint, process_start: u64, horizon: u64) -> (u64, u64) {
         if !p.cumulative {
             return (p.count, p.good);
         }
-        let process_start = process_start.max(self.horizon);
         let now = StreamState {
             start_ns: p.start_ns,
             time_ns: p.time_ns,
@@ -458,7 +490,7 @@ impl Streams {
             sum: 0.0,
             buckets: Vec::new(),
         };
-        match self.step(p.stream, now, process_start) {
+        match self.step(p.stream, now, process_start, horizon) {
             Step::Full => (p.count, p.good),
             Step::Nothing => (0, 0),
             Step::Diff(prev) => (p.count - prev.count, p.good.saturating_sub(prev.good)),
@@ -467,11 +499,15 @@ impl Streams {
 
     /// The (runs, duration sum, runs per bucket) a pipeline-run point adds, by the same
     /// rules as [`Streams::delta`].
-    pub fn delta_runs(&mut self, p: &RunPoint, process_start: u64) -> (u64, f64, Vec<u64>) {
+    pub fn delta_runs(
+        &mut self,
+        p: &RunPoint,
+        process_start: u64,
+        horizon: u64,
+    ) -> (u64, f64, Vec<u64>) {
         if !p.cumulative {
             return (p.count, p.sum_s, p.counts.clone());
         }
-        let process_start = process_start.max(self.horizon);
         let now = StreamState {
             start_ns: p.start_ns,
             time_ns: p.time_ns,
@@ -480,7 +516,7 @@ impl Streams {
             sum: p.sum_s,
             buckets: p.counts.clone(),
         };
-        match self.step(p.stream, now, process_start) {
+        match self.step(p.stream, now, process_start, horizon) {
             Step::Full => (p.count, p.sum_s, p.counts.clone()),
             Step::Nothing => (0, 0.0, Vec::new()),
             Step::Diff(prev) => (
@@ -501,17 +537,23 @@ impl Streams {
     }
 
     /// Forgets every stream whose newest point is older than `before` (event time), and
-    /// says how many: a stream that reports again afterwards starts a new baseline (its
-    /// first point then counts as SPEC §5's first-point rule says).
+    /// says how many; each leaves a tombstone.
     pub fn expire(&mut self, before: u64) -> usize {
         let n = self.map.len();
-        self.map.retain(|_, s| s.time_ns >= before);
-        let gone = n - self.map.len();
-        if gone > 0 {
-            // An expired stream started before its last point, so before `before`.
-            self.horizon = self.horizon.max(before);
+        let (tombs, set) = (&mut self.tombstones, &mut self.tombstone_set);
+        self.map.retain(|&id, s| {
+            let keep = s.time_ns >= before;
+            if !keep && set.insert(id) {
+                tombs.push_back(id);
+            }
+            keep
+        });
+        while self.tombstones.len() > MAX_TOMBSTONES {
+            if let Some(old) = self.tombstones.pop_front() {
+                self.tombstone_set.remove(&old);
+            }
         }
-        gone
+        n - self.map.len()
     }
 }
 
@@ -536,44 +578,49 @@ mod tests {
     fn cumulative_first_point_baseline_and_resets() {
         let mut s = Streams::default();
         // Started before the process: baseline only.
-        assert_eq!(s.delta(&pt(50, 100), 100), (0, 0));
-        assert_eq!(s.delta(&pt(50, 130), 100), (30, 15));
+        assert_eq!(s.delta(&pt(50, 100), 100, 0), (0, 0));
+        assert_eq!(s.delta(&pt(50, 130), 100, 0), (30, 15));
         // Lower count: reset, counts in full.
-        assert_eq!(s.delta(&pt(50, 4), 100), (4, 2));
+        assert_eq!(s.delta(&pt(50, 4), 100, 0), (4, 2));
         // Newer start time: reset.
-        assert_eq!(s.delta(&pt(200, 10), 100), (10, 5));
-        assert_eq!(s.delta(&pt(200, 10), 100), (0, 0));
+        assert_eq!(s.delta(&pt(200, 10), 100, 0), (10, 5));
+        assert_eq!(s.delta(&pt(200, 10), 100, 0), (0, 0));
         // A new stream started after the process: counts in full.
         let mut p = pt(150, 6);
         p.stream = 8;
-        assert_eq!(s.delta(&p, 100), (6, 3));
+        assert_eq!(s.delta(&p, 100, 0), (6, 3));
         // Delta points add themselves.
         p.cumulative = false;
-        assert_eq!(s.delta(&p, 100), (6, 3));
+        assert_eq!(s.delta(&p, 100, 0), (6, 3));
     }
 
     #[test]
     fn idle_streams_expire_and_a_returning_stream_is_not_counted_twice() {
-        let mut s = Streams::default();
-        // Stream 7 started after the process (counts in full), last point at 1,010.
-        let mut a = pt(1_000, 40);
-        assert_eq!(s.delta(&a, 100), (40, 20));
-        // Stream 9 is still reporting at 5,000.
-        let mut b = pt(4_990, 3);
-        b.stream = 9;
-        s.delta(&b, 100);
-        assert_eq!(s.expire(4_000), 1, "stream 7 idle since 1,010");
-        assert!(!s.contains(7) && s.contains(9));
-        // Stream 7 comes back with its cumulative count: a baseline, not 45 again.
-        (a.count, a.good) = (45, 22);
-        a.time_ns = 6_000;
-        assert_eq!(s.delta(&a, 100), (0, 0));
-        (a.count, a.good) = (47, 23);
-        assert_eq!(s.delta(&a, 100), (2, 1));
-        // A stream started after the horizon still counts in full.
-        let mut c = pt(4_500, 5);
-        c.stream = 11;
-        assert_eq!(s.delta(&c, 100), (5, 2));
+        // Twice: once with a tick removing the idle stream, once without: same counts.
+        for tick in [true, false] {
+            let mut s = Streams::default();
+            // Stream 7 started after the process (counts in full), last point at 1,010.
+            let mut a = pt(1_000, 40);
+            assert_eq!(s.delta(&a, 100, 0), (40, 20));
+            // Stream 9 is still reporting at 5,000.
+            let mut b = pt(4_990, 3);
+            b.stream = 9;
+            s.delta(&b, 100, 0);
+            if tick {
+                assert_eq!(s.expire(4_000), 1, "stream 7 idle since 1,010");
+                assert!(!s.contains(7) && s.contains(9));
+            }
+            // Stream 7 comes back with its cumulative count: a baseline, not 45 again.
+            (a.count, a.good) = (45, 22);
+            a.time_ns = 6_000;
+            assert_eq!(s.delta(&a, 100, 4_000), (0, 0), "tick: {tick}");
+            (a.count, a.good) = (47, 23);
+            assert_eq!(s.delta(&a, 100, 4_000), (2, 1));
+            // A stream first seen now that started after the process counts in full.
+            let mut c = pt(4_500, 5);
+            c.stream = 11;
+            assert_eq!(s.delta(&c, 100, 4_000), (5, 2));
+        }
     }
 
     #[test]

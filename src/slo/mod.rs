@@ -20,13 +20,36 @@ pub const BURN_WINDOWS: usize = 8;
 /// signal, and must not page (SPEC §5 asks for that). Real outages clear it at once.
 pub const MIN_ALERT_BAD: u64 = 2;
 
-const WIN_5M: usize = 0;
-const WIN_30M: usize = 1;
-const WIN_1H: usize = 2;
-const WIN_2H: usize = 3;
-const WIN_6H: usize = 4;
-const WIN_1D: usize = 5;
-const WIN_3D: usize = 6;
+/// The windows of [`ObjectiveState::burn`], by name (the seven rolling windows of
+/// [`WINDOWS`] in order, then the SLO window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// 5 minutes
+    M5 = 0,
+    /// 30 minutes
+    M30 = 1,
+    /// 1 hour
+    H1 = 2,
+    /// 2 hours
+    H2 = 3,
+    /// 6 hours
+    H6 = 4,
+    /// 1 day
+    D1 = 5,
+    /// 3 days
+    D3 = 6,
+    /// the SLO window
+    Slo = 7,
+}
+
+const WIN_5M: usize = Window::M5 as usize;
+const WIN_30M: usize = Window::M30 as usize;
+const WIN_1H: usize = Window::H1 as usize;
+const WIN_2H: usize = Window::H2 as usize;
+const WIN_6H: usize = Window::H6 as usize;
+const WIN_1D: usize = Window::D1 as usize;
+const WIN_3D: usize = Window::D3 as usize;
+const WIN_SLO: usize = Window::Slo as usize;
 
 /// One objective of a pair.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -229,29 +252,31 @@ impl SloState {
         self.states.iter().all(|s| !s.firing[0] && !s.firing[1])
     }
 
-    /// Evaluates every boundary in `(from, to]` (multiples of the resolution), in order.
-    /// Events (alerts, incidents) are appended to `events`.
-    pub fn evaluate_range(
+    /// Evaluates every boundary in `(from, to]` (multiples of the resolution), in order,
+    /// over the windows `src(b)` gives for boundary `b` (the pair's service-level source
+    /// then). Events (alerts, incidents) are appended to `events`.
+    pub fn evaluate_range<'a>(
         &mut self,
-        w: &SeriesWindows,
+        src: impl Fn(u64) -> &'a SeriesWindows,
         from: u64,
         to: u64,
         who: (&Arc<str>, &Arc<str>),
         events: &mut Vec<EventRow>,
     ) {
-        let res = w.resolution();
+        let res = src(to).resolution();
         if to / res == from / res {
             return;
         }
         let mut b = (from / res + 1) * res;
         while b <= to {
+            let w = src(b);
             self.evaluate(w, b, who, events);
             // Nothing can change while the windows stay empty and nothing fires: skip
             // the rest of a long jump (an open incident stays open: it needs a request).
             if self.quiet() && w.window(3 * DAY, b - 1, b).requests == 0 {
                 let last = to / res * res;
                 if last > b {
-                    self.settle_empty(w, last);
+                    self.settle_empty(src(last), last);
                 }
                 break;
             }
@@ -265,10 +290,29 @@ impl SloState {
         let slo = w.window(self.window, b - 1, b);
         for (o, s) in self.objectives.iter().zip(self.states.iter_mut()) {
             s.burn = [0.0; BURN_WINDOWS];
-            s.burn[7] = o.burn(&slo);
+            s.burn[WIN_SLO] = o.burn(&slo);
             s.budget_remaining = o.budget_remaining(&slo);
         }
         self.evaluated_at = b;
+    }
+
+    /// This state with burn rates and budgets taken over the windows at event time `t`
+    /// (the newest buckets, the open one included): what the exports and the gate show.
+    /// Alerts and incidents stay as the latest evaluation left them.
+    pub fn at(&self, w: &SeriesWindows, t: u64) -> SloState {
+        let mut out = self.clone();
+        let mut counts = [Counts::default(); BURN_WINDOWS];
+        for (i, (_, len)) in WINDOWS.iter().enumerate() {
+            counts[i] = w.window(*len, t, u64::MAX);
+        }
+        counts[WIN_SLO] = w.window(self.window, t, u64::MAX);
+        for (o, s) in out.objectives.iter().zip(out.states.iter_mut()) {
+            for (i, c) in counts.iter().enumerate() {
+                s.burn[i] = o.burn(c);
+            }
+            s.budget_remaining = o.budget_remaining(&counts[WIN_SLO]);
+        }
+        out
     }
 
     /// Evaluates at boundary `b` over the windows ending at `b`.
@@ -283,14 +327,14 @@ impl SloState {
         for (i, (_, len)) in WINDOWS.iter().enumerate() {
             counts[i] = w.window(*len, b - 1, b);
         }
-        counts[7] = w.window(self.window, b - 1, b);
+        counts[WIN_SLO] = w.window(self.window, b - 1, b);
         let k = self.scale;
         let mut page_started = false;
         for (o, s) in self.objectives.iter().zip(self.states.iter_mut()) {
             for (i, c) in counts.iter().enumerate() {
                 s.burn[i] = o.burn(c);
             }
-            s.budget_remaining = o.budget_remaining(&counts[7]);
+            s.budget_remaining = o.budget_remaining(&counts[WIN_SLO]);
             let enough = |long: usize| o.bad(&counts[long]) >= MIN_ALERT_BAD;
             let pair = |long: usize, short: usize, f: f64| {
                 enough(long) && s.burn[long] > f * k && s.burn[short] > f * k
@@ -388,9 +432,16 @@ impl SloState {
 
     /// Times to restore (s) of the incidents resolved within the lookback, sorted.
     pub fn restores_sorted(&self) -> Vec<f64> {
+        self.restores_sorted_upto(u64::MAX)
+    }
+
+    /// Times to restore (s) of the incidents within the lookback resolved by event time
+    /// `t`, sorted.
+    pub fn restores_sorted_upto(&self, t: u64) -> Vec<f64> {
         let mut v: Vec<f64> = self
             .restores
             .iter()
+            .filter(|r| r.resolved_ns <= t)
             .map(|r| r.ttr_ns as f64 * 1e-9)
             .collect();
         v.sort_by(|a, b| a.total_cmp(b));
