@@ -861,3 +861,71 @@ fn pipeline_run_histograms_give_runs_durations_and_failure_ratio_and_spans_win()
         "run points move the clock"
     );
 }
+
+/// Lead time joins a deployment with the earliest run of its revision on *another* pair
+/// (the process-wide revision index): a run that arrives before its deployment, one that
+/// arrives after it (filled in when it comes), and the lookback cut-off (a deployment
+/// older than `lookback` is no longer filled in, nor in the lookback's lead times).
+#[test]
+fn lead_time_joins_runs_of_another_pair_arriving_before_or_after_the_deployment() {
+    let mut run = Run::with("delivery: { lookback: 3h }\n");
+    let ci = |t: u64, dur: u64, id: &str, rev: &str| Sp {
+        t,
+        service: "ci",
+        version: String::new(),
+        err: false,
+        attrs: vec![
+            ("cicd.pipeline.name", "build".into()),
+            ("cicd.pipeline.result", "success".into()),
+            ("cicd.pipeline.run.id", id.into()),
+            ("vcs.ref.head.revision", rev.into()),
+        ],
+        kind: span::SpanKind::Server,
+        dur,
+    };
+    // pay: v1, v2 from T0+60m, v3 from T0+120m, v4 from T0+200m; a request a minute.
+    let version = |t: u64| match (t - T0) / MIN {
+        0..60 => "v1",
+        60..120 => "v2",
+        120..200 => "v3",
+        _ => "v4",
+    };
+    let mut t = T0;
+    while t < T0 + 290 * MIN {
+        let mut batch = vec![req(t, "pay", version(t))];
+        // v2's run starts at T0+30m and is sent as it ends (T0+40m), before the deploy
+        if t == T0 + 40 * MIN {
+            batch.push(ci(T0 + 40 * MIN, 10 * MIN, "r2", "v2"));
+        }
+        // v3's run (from T0+100m) is only sent at T0+150m, after v3 is deployed
+        if t == T0 + 150 * MIN {
+            batch.push(ci(T0 + 110 * MIN, 10 * MIN, "r3", "v3"));
+        }
+        // v1's run arrives at T0+280m: v1 was never a deployment, nothing to fill
+        if t == T0 + 280 * MIN {
+            batch.push(ci(T0 + 279 * MIN, MIN, "r1", "v1"));
+        }
+        run.deliver(&batch);
+        t += MIN;
+    }
+    // v4's run (from T0+185m) arrives at T0+289m+: v4 (T0+200m) is inside the lookback
+    run.deliver(&[ci(T0 + 195 * MIN, 10 * MIN, "r4", "v4")]);
+    // It is visible from its request's fleet floor on: a few more minutes of traffic.
+    for m in 290..296 {
+        run.deliver(&[req(T0 + m * MIN, "pay", "v4")]);
+    }
+    let pay = run.pair("pay");
+    let d = &pay.delivery;
+    assert_eq!(run.events("pay", "deployment").len(), 3, "v2, v3, v4");
+    // v2 → 30 min, v3 → 20 min (filled after the fact), v4 → 15 min. By the end
+    // (clock T0+295m) v2 (T0+60m) is older than the 3h lookback.
+    assert_eq!(d.lead_times, vec![900.0, 1200.0], "{d:?}");
+    assert_eq!(
+        d.lead_count, 3,
+        "every lead time filled is counted once: {d:?}"
+    );
+    assert!(
+        (d.lead_sum_s - (1800.0 + 1200.0 + 900.0)).abs() < 1e-9,
+        "{d:?}"
+    );
+}

@@ -158,6 +158,10 @@ pub struct Deployment {
     pub revision: String,
     /// lead time once a matching pipeline run is known
     pub lead_time: Option<u64>,
+    /// the lead time has gone into the cumulative sum and count (once a deployment is
+    /// both decided and matched, whichever comes last)
+    #[serde(default)]
+    pub lead_counted: bool,
     /// outcome
     pub outcome: Outcome,
     /// undone by a rollback within the change failure window
@@ -390,6 +394,7 @@ impl Delivery {
                 status: None,
                 revision: version.to_string(),
                 lead_time: None,
+                lead_counted: false,
                 outcome: Outcome::Pending,
                 rolled_back: false,
             },
@@ -462,6 +467,7 @@ impl Delivery {
                 status: status.map(str::to_string),
                 revision: revision.unwrap_or(version).to_string(),
                 lead_time: None,
+                lead_counted: false,
                 outcome: Outcome::Pending,
                 rolled_back: false,
             },
@@ -524,6 +530,7 @@ impl Delivery {
             if let Some(lt) = d.lead_time {
                 self.lead_sum_s += lt as f64 * 1e-9;
                 self.lead_count += 1;
+                d.lead_counted = true;
             }
             events.push(deployment_event(d, who));
         }
@@ -534,7 +541,7 @@ impl Delivery {
     /// deployment time − the earliest start of a run of its revision that started before
     /// it. A run that arrives later still fills (or lowers) it while the deployment is
     /// inside the lookback. (The cumulative sum and count take a deployment's lead time
-    /// once, when the deployment is decided.)
+    /// once: when it is decided, or when its first run arrives after that.)
     pub fn fill_lead_times(&mut self, at: u64, revisions: &RevisionIndex, r: &Rules) {
         let (generation, max_floor) = revisions.state();
         if self.lead_check == Some((generation, true)) {
@@ -553,6 +560,11 @@ impl Delivery {
             let lt = d.time - start;
             if d.lead_time.is_none_or(|old| lt < old) {
                 d.lead_time = Some(lt);
+            }
+            if d.outcome != Outcome::Pending && !d.lead_counted {
+                self.lead_sum_s += lt as f64 * 1e-9;
+                self.lead_count += 1;
+                d.lead_counted = true;
             }
         }
         self.lead_check = Some((generation, at > max_floor));
@@ -601,6 +613,7 @@ impl Delivery {
                 status: None,
                 revision: back.name.to_string(),
                 lead_time: None,
+                lead_counted: false,
                 outcome: Outcome::Pending,
                 rolled_back: false,
             },
