@@ -312,6 +312,7 @@ impl App {
             (tx, tokio::spawn(o.run(rx)))
         });
         let (stop, stop_rx) = watch::channel(false);
+        let grace = connection_grace(Duration::from_nanos(config.shutdown_timeout.as_nanos()));
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
         let (grpc_addr, http_addr, admin_addr) = (addr(&grpc), addr(&http), addr(&adm));
         let servers = vec![
@@ -319,8 +320,14 @@ impl App {
                 grpc,
                 receiver::grpc::router(rx.clone()),
                 stop_rx.clone(),
+                grace,
             )),
-            tokio::spawn(serve(http, receiver::http::router(rx), stop_rx.clone())),
+            tokio::spawn(serve(
+                http,
+                receiver::http::router(rx),
+                stop_rx.clone(),
+                grace,
+            )),
             tokio::spawn(serve(
                 adm,
                 admin::router(Admin {
@@ -328,6 +335,7 @@ impl App {
                     ready: ready.clone(),
                 }),
                 stop_rx.clone(),
+                grace,
             )),
             tokio::spawn(watch_rss(shared.clone(), stop_rx)),
         ];
@@ -356,38 +364,45 @@ impl App {
         })
     }
 
-    /// Graceful shutdown: stop accepting, finish in-flight requests, drain the shards
-    /// and close every open bucket, let the archive writer write its last files, push once
-    /// more to every exporter, flush momentum's own telemetry — all within `shutdown_timeout`
-    /// — then give the forward queue what is left of it to drain.
+    /// Shutdown in steps (see the README's operations section):
+    ///
+    /// 1. stop accepting; in-flight requests get a grace of a quarter of
+    ///    `shutdown_timeout` (at most 5 s), then every connection still open is closed by
+    ///    force — a client that never finishes its request cannot hold the rest up;
+    /// 2. always, however long 1 took: drain the shards and close every open bucket, write
+    ///    the state checkpoint, let the span archive and the archive writer write their last
+    ///    files — the steps that keep what was accepted, bounded by the work queued (the
+    ///    shard queues and archive channels are bounded);
+    /// 3. within what is left of `shutdown_timeout`: the last push to every exporter and
+    ///    momentum's own telemetry, then the forward queue's drain.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let started = std::time::Instant::now();
         let deadline = self.shutdown_timeout;
-        let work = async {
-            for s in self.servers {
-                let _ = s.await;
-            }
-            // The periodic checkpoint stops first, so it cannot overwrite the final one.
-            let _ = self.checkpoint_stop.send(true);
-            let checkpointer = self.checkpointer.await;
-            let pairs = self.router.shutdown().await;
-            for s in self.shards {
-                let _ = s.await;
-            }
-            if let Ok(c) = checkpointer {
-                c.save(pairs).await;
-            }
-            if let Some(t) = self.span_archive {
-                let _ = t.await;
-            }
-            // The shards have handed their last rows over and dropped their senders; ours
-            // is the last, and dropping it lets the writer flush and finish.
-            drop(self.archive_tx);
-            if let Err(e) = self.archive_writer.await {
-                tracing::error!("archive writer task failed: {e}");
-            }
+        for s in self.servers {
+            let _ = s.await;
+        }
+        // The periodic checkpoint stops first, so it cannot overwrite the final one.
+        let _ = self.checkpoint_stop.send(true);
+        let checkpointer = self.checkpointer.await;
+        let pairs = self.router.shutdown().await;
+        for s in self.shards {
+            let _ = s.await;
+        }
+        if let Ok(c) = checkpointer {
+            c.save(pairs).await;
+        }
+        if let Some(t) = self.span_archive {
+            let _ = t.await;
+        }
+        // The shards have handed their last rows over and dropped their senders; ours
+        // is the last, and dropping it lets the writer flush and finish.
+        drop(self.archive_tx);
+        if let Err(e) = self.archive_writer.await {
+            tracing::error!("archive writer task failed: {e}");
+        }
+        let exports = async {
             let _ = self.export_stop.send(true);
             for e in self.exporters {
                 let _ = e.await;
@@ -397,8 +412,9 @@ impl App {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(deadline, work).await.is_err() {
-            tracing::warn!("shutdown_timeout passed before everything drained");
+        let left = deadline.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, exports).await.is_err() {
+            tracing::warn!("shutdown_timeout passed before the last export push finished");
         }
         if let Some(f) = self.forward {
             f.shutdown(started + deadline).await;
@@ -406,8 +422,20 @@ impl App {
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it) until `stop`.
-async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+/// How long in-flight requests may take to finish once shutdown starts: a quarter of
+/// `shutdown_timeout`, at most 5 s; then open connections are closed by force.
+fn connection_grace(shutdown_timeout: Duration) -> Duration {
+    (shutdown_timeout / 4).min(Duration::from_secs(5))
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it) until `stop`;
+/// then lets open connections finish their requests for `grace` and closes the rest.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
@@ -415,9 +443,12 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
         .initial_connection_window_size(8 << 20)
         .max_concurrent_streams(1024);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
+                // finished connections leave the set as new ones come
+                while conns.try_join_next().is_some() {}
                 let (stream, _) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -430,7 +461,7 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
                 let svc = TowerToHyperService::new(router.clone());
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let _ = conn.await;
                 });
             }
@@ -438,7 +469,16 @@ async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Rec
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = conns.len(),
+            "connections still open after the shutdown grace: closing them"
+        );
+    }
+    conns.shutdown().await;
 }
 
 /// Refreshes the resident set size for `memory_limit_mib`.

@@ -755,3 +755,107 @@ fn spans_data_set_holds_every_accepted_span() {
     assert_eq!(lines[1], format!("[{}]", want.join(", ")), "{text}");
     assert_eq!(lines[2], "[('v9', 'prod')]", "{text}");
 }
+
+/// Connections that never finish cannot hold shutdown up, nor cost what was accepted:
+/// load with span archiving and forwarding (to a next hop that is down) on, then a silent
+/// HTTP/2 connection on each receiver and a half-sent HTTP/1.1 request, then SIGTERM. The
+/// process exits within `shutdown_timeout`, DuckDB counts every accepted span, the state
+/// checkpoint is written, and a restart restores the error budget.
+#[test]
+fn sigterm_with_stuck_connections_keeps_every_accepted_span_and_the_checkpoint() {
+    use std::io::Write as _;
+    let archive = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind, note, release.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = archive_yaml(
+        archive.path(),
+        &format!(
+            "shutdown_timeout: 4s\nslos:\n  - service: shop\n    objectives: {{ availability: 99 }}\nexporters:\n  otlp:\n    endpoint: http://{dead}\n    protocol: grpc\n    interval: 1h\n    queue: {{ dir: null }}\n"
+        ),
+    )
+    .replace("archive: {", "archive: { spans: true,");
+    let mut p = Proc::start(&yaml);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut seq = 0u64;
+    let mut sent = 0u64;
+    for i in 0..40u64 {
+        let body = shop_request(
+            "v1",
+            now - 60_000_000_000 + i * 1_000_000_000,
+            25,
+            1,
+            None,
+            &mut seq,
+        );
+        assert_eq!(post_protobuf(&p.http, &body), Some(200));
+        sent += 25;
+    }
+    let m = p.wait_metrics(30, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(sent as f64)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_processed_spans_total", &[]),
+        Some(sent as f64)
+    );
+    let budget = shop_api(&p, |v| v["requests_total"] == sent)["slo"]["objectives"][0]
+        ["error_budget_remaining"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (budget - (1.0 - 40.0 / (sent as f64 * 0.01))).abs() < 1e-9,
+        "{budget}"
+    );
+
+    // HTTP/2 preface + an empty SETTINGS frame, then nothing, on both receivers; and an
+    // HTTP/1.1 request that promises a body it never sends.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let mut stuck = Vec::new();
+    for addr in [&p.grpc, &p.http] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(preface).unwrap();
+        stuck.push(s);
+    }
+    let mut s = std::net::TcpStream::connect(&p.http).unwrap();
+    s.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\nabc",
+    )
+    .unwrap();
+    stuck.push(s);
+    common::signal(&p.child, "TERM");
+    // shutdown_timeout (4 s) and a margin for a loaded machine
+    let status = wait_exit(&mut p.child, Duration::from_secs(8));
+    assert!(status.success(), "{status}");
+    drop(stuck);
+    assert!(
+        archive.path().join("state/checkpoint.bin").is_file(),
+        "the checkpoint is written"
+    );
+    let dir = archive.path().to_str().unwrap();
+    let q = format!(
+        "import duckdb\nprint(duckdb.sql(\"SELECT count(*), count(DISTINCT span_id) FROM read_parquet('{dir}/spans/**/*.parquet', hive_partitioning=true)\").fetchall())"
+    );
+    let o = std::process::Command::new(common::python().unwrap())
+        .args(["-c", &q])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("[({sent}, {sent})]"),
+        "every accepted span is in the archive"
+    );
+    let p = Proc::start(&yaml);
+    let after = shop_api(&p, |_| true);
+    assert_eq!(
+        after["slo"]["objectives"][0]["error_budget_remaining"].as_f64(),
+        Some(budget),
+        "the restart restores the error budget"
+    );
+    assert!(p.stop().success());
+}
