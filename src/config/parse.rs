@@ -311,6 +311,11 @@ impl Parser {
         LimitsConfig {
             max_services: self.or(f, "max_services", d.max_services),
             max_series: self.or(f, "max_series", d.max_series),
+            max_operations_per_service: self.or(
+                f,
+                "max_operations_per_service",
+                d.max_operations_per_service,
+            ),
             max_versions: self.or(f, "max_versions", d.max_versions),
             max_pipelines: self.or(f, "max_pipelines", d.max_pipelines),
             max_metric_streams: self.or(f, "max_metric_streams", d.max_metric_streams),

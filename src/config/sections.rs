@@ -141,6 +141,8 @@ pub struct LimitsConfig {
     pub max_services: usize,
     /// Per-operation series, process-wide; beyond: operation `__overflow__`.
     pub max_series: usize,
+    /// Per-operation series of one pair; beyond: that pair's operation `__overflow__`.
+    pub max_operations_per_service: usize,
     /// Versions remembered per pair, least recently seen evicted.
     pub max_versions: usize,
     /// CI pipelines; beyond: `cicd.pipeline.name` `__overflow__`.
@@ -158,6 +160,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_services: 2000,
             max_series: 20_000,
+            max_operations_per_service: 500,
             max_versions: 100,
             max_pipelines: 1000,
             max_metric_streams: 20_000,

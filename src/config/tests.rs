@@ -120,6 +120,7 @@ pipeline:
 limits:
   max_services: 2000
   max_series: 20000
+  max_operations_per_service: 500
   max_versions: 100
   max_pipelines: 1000
   max_metric_streams: 20000
@@ -587,6 +588,7 @@ fn each_semantic_rule_has_a_failing_case() {
         ("pipeline: { queue_capacity_mib: 0 }".into(), "pipeline.queue_capacity_mib", "at least 1"),
         ("limits: { max_services: 0 }".into(), "limits.max_services", "at least 1"),
         ("limits: { max_series: 0 }".into(), "limits.max_series", "at least 1"),
+        ("limits: { max_operations_per_service: 0 }".into(), "limits.max_operations_per_service", "at least 1"),
         ("limits: { max_versions: 0 }".into(), "limits.max_versions", "at least 1"),
         ("limits: { max_pipelines: 0 }".into(), "limits.max_pipelines", "at least 1"),
         ("limits: { max_metric_streams: 0 }".into(), "limits.max_metric_streams", "at least 1"),
@@ -664,7 +666,7 @@ fn boundary_values_are_accepted() {
 receivers: { otlp: { max_request_mib: 1, grpc: { endpoint: '127.0.0.1:0' }, http: { endpoint: '127.0.0.1:0' } } }
 admin: { endpoint: '127.0.0.1:0' }
 pipeline: { queue_capacity_mib: 1 }
-limits: { max_services: 1, max_series: 1, max_versions: 1, max_pipelines: 1, max_metric_streams: 1, max_value_bytes: 16, series_idle: 1ms }
+limits: { max_services: 1, max_series: 1, max_operations_per_service: 1, max_versions: 1, max_pipelines: 1, max_metric_streams: 1, max_value_bytes: 16, series_idle: 1ms }
 sli: { resolution: 1m, allowed_lateness: 0s, max_clock_skew: 0s, latency_accuracy: 0.1 }
 slos: [ { service: a, window: 1h, objectives: { availability: 0.001, latency: { threshold: 1ms, target: 99.999 } } } ]
 momentum: { weights: { throughput: 0, lead_time: 0, stability: 0, recovery: 0, reliability: 0.5 } }

@@ -24,6 +24,11 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
     let l = &c.limits;
     v.at_least("limits.max_services", l.max_services as u64, 1);
     v.at_least("limits.max_series", l.max_series as u64, 1);
+    v.at_least(
+        "limits.max_operations_per_service",
+        l.max_operations_per_service as u64,
+        1,
+    );
     v.at_least("limits.max_versions", l.max_versions as u64, 1);
     v.at_least("limits.max_pipelines", l.max_pipelines as u64, 1);
     v.at_least("limits.max_metric_streams", l.max_metric_streams as u64, 1);

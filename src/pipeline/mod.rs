@@ -34,6 +34,8 @@ pub struct Settings {
     pub max_services: usize,
     /// per-operation series, process-wide
     pub max_series: usize,
+    /// per-operation series of one pair
+    pub max_ops_per_pair: usize,
     /// cumulative metric streams, process-wide
     pub max_metric_streams: usize,
     /// a series idle this long (event time) leaves the exports
@@ -80,6 +82,7 @@ impl Settings {
             operation_from_route: c.sli.operation == crate::config::OperationSource::HttpRoute,
             max_services: c.limits.max_services,
             max_series: c.limits.max_series,
+            max_ops_per_pair: c.limits.max_operations_per_service,
             max_metric_streams: c.limits.max_metric_streams,
             series_idle: c.limits.series_idle.as_nanos(),
             longest_window: longest,

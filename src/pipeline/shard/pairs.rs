@@ -215,8 +215,14 @@ impl ShardCore {
             }
             return oid;
         }
-        if self.shared.series.fetch_add(1, Ordering::Relaxed) >= self.set.max_series {
-            self.shared.series.fetch_sub(1, Ordering::Relaxed);
+        let p = &self.pairs[pid as usize];
+        let own = p.ops.len() - usize::from(p.overflow_op.is_some());
+        if own >= self.set.max_ops_per_pair
+            || self.shared.series.fetch_add(1, Ordering::Relaxed) >= self.set.max_series
+        {
+            if own < self.set.max_ops_per_pair {
+                self.shared.series.fetch_sub(1, Ordering::Relaxed);
+            }
             tally.overflow_operation += 1;
             if let Some(oid) = self.pairs[pid as usize].overflow_op {
                 return oid;
