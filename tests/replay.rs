@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::{config_yaml, metric, Proc};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use common::{config_yaml, grpc_export, metric, Proc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -109,26 +108,6 @@ fn history(now: u64) -> (Vec<ExportTraceServiceRequest>, Truth) {
     (requests, truth)
 }
 
-/// Sends every request over one gRPC connection, each after the previous one answered.
-fn replay(grpc: &str, requests: Vec<ExportTraceServiceRequest>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
-            .await
-            .expect("connect to the gRPC receiver");
-        for r in requests {
-            let answer = client.export(r).await.expect("export admitted");
-            assert!(
-                answer.get_ref().partial_success.is_none(),
-                "partial success: {answer:?}"
-            );
-        }
-    });
-}
-
 /// The (availability, latency) budgets of `service` in /metrics and in the API, once
 /// the published snapshot holds its `requests` in the SLO window.
 fn budgets(p: &Proc, service: &str, requests: u64) -> [(f64, f64); 2] {
@@ -185,7 +164,7 @@ fn run_once(shards: usize, round: usize) {
     let (requests, truth) = history(now);
     let total: u64 = truth.iter().map(|t| t.1).sum();
     let p = Proc::start(&yaml);
-    replay(&p.grpc, requests);
+    grpc_export(&p.grpc, requests);
     let m = p.wait_metrics(30, |m| {
         metric(m, "momentum_pipeline_processed_spans_total", &[]).unwrap_or(0.0)
             + metric(m, "momentum_pipeline_late_spans_total", &[]).unwrap_or(0.0)

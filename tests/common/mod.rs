@@ -275,3 +275,28 @@ pub fn run_py_bounded(script: &str, args: &[&str], secs: u64) -> serde_json::Val
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{script}: no JSON line ({e}): {stdout}\nstderr: {stderr}"))
 }
+
+/// Sends every request over one OTLP/gRPC connection to `grpc` (host:port), each after
+/// the previous one answered; panics on a refusal or a partial success.
+pub fn grpc_export(
+    grpc: &str,
+    requests: Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .expect("connect to the gRPC receiver");
+        for r in requests {
+            let answer = client.export(r).await.expect("export admitted");
+            assert!(
+                answer.get_ref().partial_success.is_none(),
+                "partial success: {answer:?}"
+            );
+        }
+    });
+}
