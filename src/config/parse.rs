@@ -252,6 +252,7 @@ impl Parser {
             grpc: self.listen(f.take("grpc"), &f.path("grpc"), d.grpc),
             http: self.listen(f.take("http"), &f.path("http"), d.http),
             max_request_mib: self.or(f, "max_request_mib", d.max_request_mib),
+            max_inflight_mib: self.or(f, "max_inflight_mib", d.max_inflight_mib),
             tls: self.server_tls(f),
             auth: self.auth(f),
         }

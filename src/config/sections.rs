@@ -34,6 +34,9 @@ pub struct OtlpReceiverConfig {
     pub http: ListenConfig,
     /// Largest request accepted, wire and decompressed, in MiB.
     pub max_request_mib: u64,
+    /// Request bytes being read or decoded at once, all connections, in MiB; beyond it a
+    /// request is refused (retryable) before its body is read.
+    pub max_inflight_mib: u64,
     /// TLS for both listeners; `None` = plaintext.
     pub tls: Option<TlsConfig>,
     /// Bearer-token auth for both listeners; `None` = open.
@@ -50,6 +53,7 @@ impl Default for OtlpReceiverConfig {
                 endpoint: localhost(4318),
             },
             max_request_mib: 16,
+            max_inflight_mib: 256,
             tls: None,
             auth: None,
         }

@@ -110,6 +110,7 @@ receivers:
     grpc: { endpoint: 127.0.0.1:4317 }
     http: { endpoint: 127.0.0.1:4318 }
     max_request_mib: 16     # wire and decompressed size, both transports
+    max_inflight_mib: 256
     tls:  { cert_file: /etc/momentum/server.crt, key_file: /etc/momentum/server.key, client_ca_file: /etc/momentum/ca.crt }
     auth: { bearer_tokens_file: /etc/momentum/tokens }
 admin: { endpoint: 127.0.0.1:9464, tls: { cert_file: /etc/momentum/admin.crt, key_file: /etc/momentum/admin.key }, auth: { bearer_tokens_file: /etc/momentum/admin-tokens } }
@@ -585,6 +586,7 @@ fn each_semantic_rule_has_a_failing_case() {
     let slo = |body: &str| format!("slos: [ {{ service: a, {body} }} ]");
     let cases: Vec<(String, &str, &str)> = vec![
         ("receivers: { otlp: { max_request_mib: 0 } }".into(), "receivers.otlp.max_request_mib", "at least 1"),
+        ("receivers: { otlp: { max_inflight_mib: 15 } }".into(), "receivers.otlp.max_inflight_mib", "at least 16"),
         ("pipeline: { queue_capacity_mib: 0 }".into(), "pipeline.queue_capacity_mib", "at least 1"),
         ("limits: { max_services: 0 }".into(), "limits.max_services", "at least 1"),
         ("limits: { max_series: 0 }".into(), "limits.max_series", "at least 1"),
@@ -663,7 +665,7 @@ fn each_semantic_rule_has_a_failing_case() {
 fn boundary_values_are_accepted() {
     parse_ok(
         "
-receivers: { otlp: { max_request_mib: 1, grpc: { endpoint: '127.0.0.1:0' }, http: { endpoint: '127.0.0.1:0' } } }
+receivers: { otlp: { max_request_mib: 1, max_inflight_mib: 1, grpc: { endpoint: '127.0.0.1:0' }, http: { endpoint: '127.0.0.1:0' } } }
 admin: { endpoint: '127.0.0.1:0' }
 pipeline: { queue_capacity_mib: 1 }
 limits: { max_services: 1, max_series: 1, max_operations_per_service: 1, max_versions: 1, max_pipelines: 1, max_metric_streams: 1, max_value_bytes: 16, series_idle: 1ms }

@@ -13,6 +13,12 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
 
     let otlp = &c.receivers.otlp;
     v.at_least("receivers.otlp.max_request_mib", otlp.max_request_mib, 1);
+    // A request of the largest size must fit, or it could never be admitted.
+    v.at_least(
+        "receivers.otlp.max_inflight_mib",
+        otlp.max_inflight_mib,
+        otlp.max_request_mib.max(1),
+    );
     v.distinct_endpoints(c, failed);
 
     v.at_least(

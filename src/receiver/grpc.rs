@@ -15,10 +15,10 @@ use axum::routing::post;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::Frame;
-use http_body_util::BodyExt;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::inflight::{read_body, Held, ReadError};
 use super::{Reason, Receiver, Refused, Signal, Transport};
 
 /// The gRPC service paths.
@@ -71,31 +71,45 @@ async fn export(rx: &Receiver, signal: Signal, req: Request) -> Result<Bytes, St
         }
     }
     let limit = rx.max_bytes;
-    let body = match http_body_util::Limited::new(req.into_body(), limit.saturating_add(5))
-        .collect()
-        .await
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |rx: &Receiver| {
+        rx.count_refused(Reason::TooLarge, None);
+        Status::resource_exhausted(format!("request over the {limit}-byte limit"))
+    };
+    // The body's bytes are held against the in-flight budget before they are read.
+    let mut held = Held::new(&rx.inflight);
+    let body = match read_body(
+        req.into_body(),
+        declared,
+        limit.saturating_add(5),
+        &mut held,
+    )
+    .await
     {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                rx.count_refused(Reason::TooLarge, None);
-                return Err(Status::resource_exhausted(format!(
-                    "request over the {limit}-byte limit"
-                )));
-            }
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return Err(too_large(rx)),
+        Err(ReadError::Busy) => return Err(to_status(rx.busy())),
+        Err(ReadError::Transport(e)) => {
             rx.count_refused(Reason::Decode, None);
             return Err(Status::invalid_argument(format!(
                 "cannot read request body: {e}"
             )));
         }
     };
+    let wire = body.len() as u64;
     let message = unframe(rx, body)?;
     let (compressed, payload) = message;
     let payload = if compressed {
-        rx.decompress(encoding.as_deref(), payload)
-            .map_err(to_status)?
+        let p = rx
+            .decompress(encoding.as_deref(), payload)
+            .map_err(to_status)?;
+        rx.hold(&mut held, wire + p.len() as u64)
+            .map_err(to_status)?;
+        p
     } else {
         payload
     };

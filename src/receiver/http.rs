@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use prost::Message;
 
+use super::inflight::{read_body, Held, ReadError};
 use super::json::json_to_protobuf;
 use super::{Reason, Receiver, Refused, Signal, Transport};
 
@@ -92,17 +92,13 @@ async fn export(
         .get(http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match http_body_util::Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(too_large(rx));
-            }
+    // The body's bytes are held against the in-flight budget before they are read.
+    let mut held = Held::new(&rx.inflight);
+    let body = match read_body(req.into_body(), declared, limit, &mut held).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return Err(too_large(rx)),
+        Err(ReadError::Busy) => return Err(rx.busy()),
+        Err(ReadError::Transport(e)) => {
             rx.count_refused(Reason::Decode, None);
             return Err(Refused {
                 reason: Reason::Decode,
@@ -110,11 +106,20 @@ async fn export(
             });
         }
     };
+    let wire = body.len() as u64;
     let body = rx.decompress(encoding.as_deref(), body)?;
+    let mut total = wire;
+    if encoding.is_some() {
+        total += body.len() as u64;
+        rx.hold(&mut held, total)?;
+    }
     let body = match format {
         Format::Protobuf => body,
         Format::Json => match json_to_protobuf(signal, &body) {
-            Ok(pb) => Bytes::from(pb),
+            Ok(pb) => {
+                rx.hold(&mut held, total + pb.len() as u64)?;
+                Bytes::from(pb)
+            }
             Err(e) => {
                 rx.count_refused(Reason::Decode, None);
                 return Err(Refused {

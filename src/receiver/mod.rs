@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod inflight;
 pub mod json;
 
 use std::io::Read;
@@ -128,6 +129,8 @@ pub struct Receiver {
     forward: Option<Arc<Forwarder>>,
     /// the `spans` data set, when `archive.spans: true`
     span_archive: Option<crate::archive::spans::SpanArchiver>,
+    /// request bytes being read or decoded (`receivers.otlp.max_inflight_mib`)
+    pub inflight: Arc<inflight::Inflight>,
 }
 
 impl Receiver {
@@ -141,17 +144,45 @@ impl Receiver {
         forward: Option<Arc<Forwarder>>,
     ) -> Self {
         let c = &set.config;
+        let inflight = inflight::Inflight::new(
+            c.receivers
+                .otlp
+                .max_inflight_mib
+                .saturating_mul(1024 * 1024),
+        );
+        let max_bytes = (c.receivers.otlp.max_request_mib as usize).saturating_mul(1024 * 1024);
+        let opts = DecodeOptions {
+            max_value_bytes: c.limits.max_value_bytes,
+        };
         Receiver {
-            max_bytes: (c.receivers.otlp.max_request_mib as usize).saturating_mul(1024 * 1024),
-            opts: DecodeOptions {
-                max_value_bytes: c.limits.max_value_bytes,
-            },
+            max_bytes,
+            opts,
             admission,
             set,
             shared,
             refused,
             forward,
             span_archive: None,
+            inflight,
+        }
+    }
+
+    /// Counts and answers a request refused because the in-flight budget is spent.
+    pub fn busy(&self) -> Refused {
+        self.count_refused(Reason::Backpressure, None);
+        Refused::new(
+            Reason::Backpressure,
+            "request bytes in flight over receivers.otlp.max_inflight_mib: retry later",
+        )
+    }
+
+    /// Holds `total` bytes of the in-flight budget for a request (its decompressed body
+    /// on top of the wire bytes), or counts and answers the refusal.
+    pub fn hold(&self, held: &mut inflight::Held, total: u64) -> Result<(), Refused> {
+        if held.reach(total) {
+            Ok(())
+        } else {
+            Err(self.busy())
         }
     }
 

@@ -1,0 +1,168 @@
+//! Memory does not grow with what clients send at once: 1,024 concurrent OTLP/HTTP
+//! streams of 4 MB bodies over HTTP/2 on the default config. Request bytes are held
+//! against `receivers.otlp.max_inflight_mib` (256 MiB) before they are read, decoded
+//! requests against the shard queues (`pipeline.queue_capacity_mib`, 64 MiB a shard),
+//! and the excess is refused with 503 + Retry-After; every accepted span is processed.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::{config_yaml, metric, Proc};
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A request of about 4 MB: `spans` spans with a few attributes each.
+fn big_request(spans: usize, end: u64) -> Vec<u8> {
+    let spans = (0..spans)
+        .map(|i| Span {
+            trace_id: (i as u128 + 1).to_be_bytes().to_vec(),
+            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+            name: "POST /v1/orders".into(),
+            kind: span::SpanKind::Server as i32,
+            start_time_unix_nano: end - 20_000_000,
+            end_time_unix_nano: end,
+            attributes: vec![
+                kv("http.request.method", "POST"),
+                kv("http.route", "/v1/orders"),
+                kv("url.path", "/v1/orders/1234567890"),
+                kv(
+                    "user_agent.original",
+                    "Mozilla/5.0 (X11; Linux x86_64) load test",
+                ),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "bulk")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024.0
+}
+
+#[test]
+fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
+    let p = Proc::start(&config_yaml("pipeline: { shards: 2 }\n"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans_per_request = 17_000;
+    let body = Bytes::from(big_request(spans_per_request, now - 1_000_000_000));
+    assert!(
+        (3_900_000..4_300_000).contains(&body.len()),
+        "a 4 MB body: {}",
+        body.len()
+    );
+    let (connections, streams) = (4usize, 256usize);
+    let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let tcp = tokio::net::TcpStream::connect(&p.http).await.unwrap();
+            let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .expect("HTTP/2 handshake");
+            tokio::spawn(conn);
+            for _ in 0..streams {
+                let mut sender = sender.clone();
+                let (body, ok, refused) = (body.clone(), ok.clone(), refused.clone());
+                let uri = format!("http://{}/v1/traces", p.http);
+                tasks.push(tokio::spawn(async move {
+                    let req = http::Request::post(uri)
+                        .header("content-type", "application/x-protobuf")
+                        .header("content-length", body.len())
+                        .body(Full::new(body))
+                        .unwrap();
+                    sender.ready().await.expect("connection ready");
+                    let resp = sender.send_request(req).await.expect("an answer");
+                    let status = resp.status().as_u16();
+                    let retry = resp.headers().contains_key("retry-after");
+                    let _ = resp.into_body().collect().await;
+                    match status {
+                        200 => ok.fetch_add(1, Ordering::SeqCst),
+                        503 if retry => refused.fetch_add(1, Ordering::SeqCst),
+                        other => panic!("answered {other} (retry-after: {retry})"),
+                    };
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("a stream task");
+        }
+    });
+    let (ok, refused) = (ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst));
+    assert_eq!(ok + refused, (connections * streams) as u64);
+    assert!(ok > 0, "some requests are admitted");
+    assert!(refused > 0, "the excess is refused");
+    let accepted = ok * spans_per_request as u64;
+    let m = p.wait_metrics(120, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(accepted as f64)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_processed_spans_total", &[]),
+        Some(accepted as f64),
+        "every accepted span is processed"
+    );
+    assert_eq!(
+        metric(&m, "momentum_receiver_accepted_spans_total", &[]),
+        Some(accepted as f64)
+    );
+    let refused_requests = metric(
+        &m,
+        "momentum_receiver_refused_requests_total",
+        &[("reason", "backpressure")],
+    );
+    assert_eq!(refused_requests, Some(refused as f64), "{m}");
+    // The bound from the config: in-flight bytes (256 MiB) + two shard queues (2 × 64 MiB)
+    // + the HTTP/2 connection windows (4 × 8 MiB) + the process itself (< 64 MiB).
+    let bound = 256.0 + 2.0 * 64.0 + 4.0 * 8.0 + 64.0;
+    let peak = peak_rss_mib(p.child.id());
+    eprintln!("{ok} admitted, {refused} refused, peak RSS {peak:.1} MiB (bound {bound} MiB)");
+    assert!(peak < bound, "peak RSS {peak:.1} MiB over {bound} MiB");
+    assert!(p.stop().success());
+}
