@@ -18,6 +18,11 @@ use momentum::sli::classify::classify;
 mod request;
 use request::request;
 
+/// The binary's allocator (heap in use counted for the memory limit), so the figures are
+/// the binary's.
+#[global_allocator]
+static ALLOCATOR: momentum::alloc::Counting = momentum::alloc::Counting;
+
 fn bench(c: &mut Criterion) {
     let now = SystemClock.now_ns();
     let body = Bytes::from(request(5, now));

@@ -29,6 +29,11 @@ use momentum::receiver::validate_spans;
 mod request;
 use request::request;
 
+/// The binary's allocator (heap in use counted for the memory limit), so the figures are
+/// the binary's.
+#[global_allocator]
+static ALLOCATOR: momentum::alloc::Counting = momentum::alloc::Counting;
+
 fn hashes(batch: &TraceBatch) -> Vec<u64> {
     batch
         .resources

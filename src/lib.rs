@@ -29,6 +29,7 @@
 //! - [`app`]: wiring and graceful shutdown.
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod archive;
 pub mod config;

@@ -68,7 +68,12 @@ enum ReportFormat {
     Html,
 }
 
+/// Heap in use is counted for `pipeline.memory_limit_mib` (see `momentum::alloc`).
+#[global_allocator]
+static ALLOCATOR: momentum::alloc::Counting = momentum::alloc::Counting;
+
 fn main() -> ExitCode {
+    momentum::alloc::counting_installed();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -76,21 +76,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-#[test]
-fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
-    let p = Proc::start(&config_yaml("pipeline: { shards: 2 }\n"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let spans_per_request = 17_000;
-    let body = Bytes::from(big_request(spans_per_request, now - 1_000_000_000));
-    assert!(
-        (3_900_000..4_300_000).contains(&body.len()),
-        "a 4 MB body: {}",
-        body.len()
-    );
-    let (connections, streams) = (4usize, 256usize);
+/// `streams` concurrent POSTs of `body` on each of `connections` HTTP/2 connections to
+/// `/v1/traces`: (answered 200, answered 503 with Retry-After); anything else panics.
+fn burst(http: &str, body: &Bytes, connections: usize, streams: usize) -> (u64, u64) {
     let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,7 +88,7 @@ fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let tcp = tokio::net::TcpStream::connect(&p.http).await.unwrap();
+            let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
             let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
                 hyper_util::rt::TokioExecutor::new(),
                 hyper_util::rt::TokioIo::new(tcp),
@@ -111,7 +99,7 @@ fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
             for _ in 0..streams {
                 let mut sender = sender.clone();
                 let (body, ok, refused) = (body.clone(), ok.clone(), refused.clone());
-                let uri = format!("http://{}/v1/traces", p.http);
+                let uri = format!("http://{}/v1/traces", http);
                 tasks.push(tokio::spawn(async move {
                     let req = http::Request::post(uri)
                         .header("content-type", "application/x-protobuf")
@@ -135,7 +123,25 @@ fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
             t.await.expect("a stream task");
         }
     });
-    let (ok, refused) = (ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst));
+    (ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
+    let p = Proc::start(&config_yaml("pipeline: { shards: 2 }\n"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans_per_request = 17_000;
+    let body = Bytes::from(big_request(spans_per_request, now - 1_000_000_000));
+    assert!(
+        (3_900_000..4_300_000).contains(&body.len()),
+        "a 4 MB body: {}",
+        body.len()
+    );
+    let (connections, streams) = (4usize, 256usize);
+    let (ok, refused) = burst(&p.http, &body, connections, streams);
     assert_eq!(ok + refused, (connections * streams) as u64);
     assert!(ok > 0, "some requests are admitted");
     assert!(refused > 0, "the excess is refused");
@@ -164,5 +170,69 @@ fn a_thousand_streams_of_4_mb_bodies_stay_within_the_configured_memory() {
     let peak = peak_rss_mib(p.child.id());
     eprintln!("{ok} admitted, {refused} refused, peak RSS {peak:.1} MiB (bound {bound} MiB)");
     assert!(peak < bound, "peak RSS {peak:.1} MiB over {bound} MiB");
+    assert!(p.stop().success());
+}
+
+/// `pipeline.memory_limit_mib: 64` and a burst of 4 MB bodies: the heap never goes past
+/// the limit plus one request (`max_request_mib`, 16), the excess is refused retryably,
+/// and once the burst is processed the next request is admitted — the limit measures the
+/// heap in use, not what the allocator keeps.
+#[test]
+fn the_memory_limit_holds_under_a_burst_and_admits_again_after_it() {
+    let p = Proc::start(&config_yaml(
+        "pipeline: { shards: 2, memory_limit_mib: 64 }\n",
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans_per_request = 17_000;
+    let body = Bytes::from(big_request(spans_per_request, now - 1_000_000_000));
+    let (ok, refused) = burst(&p.http, &body, 2, 128);
+    assert!(
+        refused > 0,
+        "the limit refuses some of the burst ({ok} admitted)"
+    );
+    let accepted = ok * spans_per_request as u64;
+    let m = p.wait_metrics(120, |m| {
+        metric(m, "momentum_pipeline_processed_spans_total", &[]) == Some(accepted as f64)
+    });
+    assert_eq!(
+        metric(&m, "momentum_pipeline_processed_spans_total", &[]),
+        Some(accepted as f64)
+    );
+    let memory = metric(
+        &m,
+        "momentum_receiver_refused_requests_total",
+        &[("reason", "memory_limit")],
+    )
+    .unwrap_or(0.0);
+    let inflight = metric(
+        &m,
+        "momentum_receiver_refused_requests_total",
+        &[("reason", "backpressure")],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(memory + inflight, refused as f64, "{m}");
+    assert!(memory > 0.0, "the memory limit refused: {m}");
+    let peak = metric(
+        &m,
+        "momentum_process_memory_peak_bytes",
+        &[("kind", "heap")],
+    )
+    .unwrap();
+    let bound = (64 + 16) * 1024 * 1024;
+    eprintln!(
+        "{ok} admitted, {refused} refused ({memory} memory_limit), heap peak {:.1} MiB",
+        peak / 1048576.0
+    );
+    assert!(peak <= bound as f64, "heap peak {peak} over {bound}");
+    // The burst is processed: the next request is admitted at once.
+    let (ok, refused) = burst(&p.http, &body, 1, 1);
+    assert_eq!(
+        (ok, refused),
+        (1, 0),
+        "a request after the burst is admitted"
+    );
     assert!(p.stop().success());
 }

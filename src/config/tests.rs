@@ -588,6 +588,7 @@ fn each_semantic_rule_has_a_failing_case() {
         ("receivers: { otlp: { max_request_mib: 0 } }".into(), "receivers.otlp.max_request_mib", "at least 1"),
         ("receivers: { otlp: { max_inflight_mib: 15 } }".into(), "receivers.otlp.max_inflight_mib", "at least 16"),
         ("pipeline: { queue_capacity_mib: 0 }".into(), "pipeline.queue_capacity_mib", "at least 1"),
+        ("pipeline: { memory_limit_mib: 31 }".into(), "pipeline.memory_limit_mib", "at least 32"),
         ("limits: { max_services: 0 }".into(), "limits.max_services", "at least 1"),
         ("limits: { max_series: 0 }".into(), "limits.max_series", "at least 1"),
         ("limits: { max_operations_per_service: 0 }".into(), "limits.max_operations_per_service", "at least 1"),

@@ -27,6 +27,14 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
         1,
     );
 
+    // Off, or enough to hold the process itself and a few requests.
+    if c.pipeline.memory_limit_mib != 0 && c.pipeline.memory_limit_mib < 32 {
+        v.error(
+            "pipeline.memory_limit_mib",
+            "must be 0 (off) or at least 32",
+        );
+    }
+
     let l = &c.limits;
     v.at_least("limits.max_services", l.max_services as u64, 1);
     v.at_least("limits.max_series", l.max_series as u64, 1);

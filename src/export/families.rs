@@ -692,6 +692,33 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
     );
     f.push(vec![], t.router.queued_bytes() as f64, 0);
     out.push(f);
+    // Heap in use (the counting allocator: what pipeline.memory_limit_mib compares) and
+    // the resident set size; the peak of the heap since the start.
+    let mut f = Family::new(
+        "momentum.process.memory",
+        "momentum_process_memory_bytes",
+        "By",
+        Kind::Gauge,
+        "Process memory by kind: heap in use (what memory_limit_mib limits), resident set size.",
+    );
+    if let Some(h) = crate::alloc::heap() {
+        f.push(vec![("kind", s("heap"))], h as f64, 0);
+    }
+    if let Some(r) = crate::app::rss_bytes() {
+        f.push(vec![("kind", s("rss"))], r as f64, 0);
+    }
+    out.push(f);
+    if let Some(peak) = crate::alloc::heap_peak() {
+        let mut f = Family::new(
+            "momentum.process.memory.peak",
+            "momentum_process_memory_peak_bytes",
+            "By",
+            Kind::Gauge,
+            "Highest heap in use since the start.",
+        );
+        f.push(vec![("kind", s("heap"))], peak as f64, 0);
+        out.push(f);
+    }
     let mut f = Family::new(
         "momentum.series.active",
         "momentum_series_active",

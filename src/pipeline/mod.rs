@@ -136,6 +136,8 @@ pub struct Shared {
     pub counters: Counters,
     /// resident memory in bytes, refreshed by a background task (0 = unknown)
     pub rss_bytes: AtomicU64,
+    /// `pipeline.memory_limit_mib`: refuses from 90 % of it, admits again below 80 %
+    pub memory: MemoryGate,
     /// revision → earliest pipeline run start, across all pairs (lead time)
     pub revisions: crate::delivery::deployments::RevisionIndex,
 }
@@ -153,8 +155,54 @@ impl Shared {
             started_ns,
             counters: Counters::default(),
             rss_bytes: AtomicU64::new(0),
+            memory: MemoryGate::new(set.memory_limit),
             revisions: Default::default(),
         })
+    }
+}
+
+/// The memory limit (`pipeline.memory_limit_mib`), as the OpenTelemetry Collector's
+/// memory_limiter with its soft and hard limits: the heap in use (from the counting
+/// allocator, [`crate::alloc`]) plus the request bytes in flight; new data is refused
+/// from 90 % of the limit and admitted again below 80 %. It measures what a burst leaves
+/// behind in use, not what the allocator keeps, so an idle process never refuses.
+#[derive(Debug)]
+pub struct MemoryGate {
+    limit: u64,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryGate {
+    /// A gate for `limit` bytes (0: off).
+    pub fn new(limit: u64) -> Self {
+        MemoryGate {
+            limit,
+            refusing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a decoded request may be admitted (the soft limit, with hysteresis).
+    pub fn admits(&self) -> bool {
+        let Some(used) = crate::alloc::heap().filter(|_| self.limit > 0) else {
+            return true;
+        };
+        if self.refusing.load(Ordering::Relaxed) {
+            if used < self.limit / 10 * 8 {
+                self.refusing.store(false, Ordering::Relaxed);
+                return true;
+            }
+            return false;
+        }
+        if used > self.limit / 10 * 9 {
+            self.refusing.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The limit in bytes (0: off).
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 }
 

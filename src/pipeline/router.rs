@@ -235,9 +235,7 @@ impl Admission for Router {
     }
 
     fn admit(&self, parts: Vec<Part>, now: u64, newest: u64) -> Result<(), Refusal> {
-        if self.set.memory_limit > 0
-            && self.shared.rss_bytes.load(Ordering::Relaxed) > self.set.memory_limit
-        {
+        if !self.shared.memory.admits() {
             return Err(Refusal::MemoryLimit);
         }
         self.reserve(&parts)?;

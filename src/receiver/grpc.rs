@@ -92,7 +92,7 @@ async fn export(rx: &Receiver, signal: Signal, req: Request) -> Result<Bytes, St
     {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return Err(too_large(rx)),
-        Err(ReadError::Busy) => return Err(to_status(rx.busy())),
+        Err(ReadError::Busy(why)) => return Err(to_status(rx.busy(why))),
         Err(ReadError::Transport(e)) => {
             rx.count_refused(Reason::Decode, None);
             return Err(Status::invalid_argument(format!(

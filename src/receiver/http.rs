@@ -97,7 +97,7 @@ async fn export(
     let body = match read_body(req.into_body(), declared, limit, &mut held).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return Err(too_large(rx)),
-        Err(ReadError::Busy) => return Err(rx.busy()),
+        Err(ReadError::Busy(why)) => return Err(rx.busy(why)),
         Err(ReadError::Transport(e)) => {
             rx.count_refused(Reason::Decode, None);
             return Err(Refused {

@@ -12,18 +12,24 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
 /// The process-wide budget.
+///
+/// With `pipeline.memory_limit_mib` on, a hold must also fit in the memory limit beside
+/// the heap in use, checked in the same atomic step, so however many streams start at
+/// once the process never holds more than the limit plus one request.
 #[derive(Debug)]
 pub struct Inflight {
     used: AtomicU64,
     limit: u64,
+    memory_limit: u64,
 }
 
 impl Inflight {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: u64) -> Arc<Self> {
+    /// A budget of `limit` bytes (and `memory_limit` bytes with the heap, 0: off).
+    pub fn new(limit: u64, memory_limit: u64) -> Arc<Self> {
         Arc::new(Inflight {
             used: AtomicU64::new(0),
             limit,
+            memory_limit,
         })
     }
 
@@ -32,12 +38,27 @@ impl Inflight {
         self.used.load(Ordering::Relaxed)
     }
 
-    fn try_take(&self, n: u64) -> bool {
+    fn try_take(&self, n: u64) -> Result<(), Busy> {
+        let heap = match crate::alloc::heap() {
+            Some(h) if self.memory_limit > 0 => h,
+            _ => 0,
+        };
+        let mut why = Busy::Inflight;
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|&t| t <= self.limit)
+                let t = u.checked_add(n)?;
+                if t > self.limit {
+                    why = Busy::Inflight;
+                    return None;
+                }
+                if self.memory_limit > 0 && heap + t > self.memory_limit {
+                    why = Busy::Memory;
+                    return None;
+                }
+                Some(t)
             })
-            .is_ok()
+            .map(|_| ())
+            .map_err(|_| why)
     }
 }
 
@@ -58,19 +79,15 @@ impl Held {
         }
     }
 
-    /// Holds at least `total` bytes in all; false (holding what it held) when the budget
-    /// cannot give them.
-    pub fn reach(&mut self, total: u64) -> bool {
+    /// Holds at least `total` bytes in all; the reason (holding what it held) when the
+    /// budget cannot give them.
+    pub fn reach(&mut self, total: u64) -> Result<(), Busy> {
         if total <= self.bytes {
-            return true;
+            return Ok(());
         }
-        let more = total - self.bytes;
-        if self.budget.try_take(more) {
-            self.bytes = total;
-            true
-        } else {
-            false
-        }
+        self.budget.try_take(total - self.bytes)?;
+        self.bytes = total;
+        Ok(())
     }
 }
 
@@ -80,13 +97,22 @@ impl Drop for Held {
     }
 }
 
+/// Why a hold was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// `receivers.otlp.max_inflight_mib` is spent
+    Inflight,
+    /// it would take the process over `pipeline.memory_limit_mib`
+    Memory,
+}
+
 /// Why a body could not be read.
 #[derive(Debug)]
 pub enum ReadError {
     /// over `limit` bytes
     TooLarge,
-    /// the in-flight budget is spent
-    Busy,
+    /// the in-flight budget (or the memory limit) has no room for it
+    Busy(Busy),
     /// the transport failed
     Transport(String),
 }
@@ -104,9 +130,7 @@ pub async fn read_body(
         if n > limit as u64 {
             return Err(ReadError::TooLarge);
         }
-        if !held.reach(n) {
-            return Err(ReadError::Busy);
-        }
+        held.reach(n).map_err(ReadError::Busy)?;
     }
     let mut body = body;
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -123,9 +147,7 @@ pub async fn read_body(
         if total > limit {
             return Err(ReadError::TooLarge);
         }
-        if !held.reach(total as u64) {
-            return Err(ReadError::Busy);
-        }
+        held.reach(total as u64).map_err(ReadError::Busy)?;
         chunks.push(data);
     }
     Ok(match chunks.len() {
@@ -147,32 +169,35 @@ mod tests {
 
     #[test]
     fn the_budget_is_taken_and_given_back() {
-        let b = Inflight::new(100);
+        let b = Inflight::new(100, 0);
         let mut a = Held::new(&b);
-        assert!(a.reach(60));
-        assert!(a.reach(40), "already held");
+        assert!(a.reach(60).is_ok());
+        assert!(a.reach(40).is_ok(), "already held");
         let mut c = Held::new(&b);
-        assert!(!c.reach(41), "60 + 41 > 100");
-        assert!(c.reach(40));
+        assert_eq!(c.reach(41), Err(Busy::Inflight), "60 + 41 > 100");
+        assert!(c.reach(40).is_ok());
         assert_eq!(b.used(), 100);
         drop(a);
         assert_eq!(b.used(), 40);
-        assert!(c.reach(100));
+        assert!(c.reach(100).is_ok());
         drop(c);
         assert_eq!(b.used(), 0);
     }
 
     #[tokio::test]
     async fn a_body_is_refused_before_it_is_read_when_the_budget_is_spent() {
-        let b = Inflight::new(10);
+        let b = Inflight::new(10, 0);
         let mut held = Held::new(&b);
         let body = axum::body::Body::from(vec![1u8; 11]);
         let r = read_body(body, Some(11), 100, &mut held).await;
-        assert!(matches!(r, Err(ReadError::Busy)), "{r:?}");
+        assert!(matches!(r, Err(ReadError::Busy(Busy::Inflight))), "{r:?}");
         let mut held = Held::new(&b);
         let body = axum::body::Body::from(vec![1u8; 11]);
         let r = read_body(body, None, 100, &mut held).await;
-        assert!(matches!(r, Err(ReadError::Busy)), "streamed: {r:?}");
+        assert!(
+            matches!(r, Err(ReadError::Busy(Busy::Inflight))),
+            "streamed: {r:?}"
+        );
         let mut held = Held::new(&b);
         let body = axum::body::Body::from(vec![1u8; 11]);
         let r = read_body(body, None, 10, &mut held).await;

@@ -149,6 +149,7 @@ impl Receiver {
                 .otlp
                 .max_inflight_mib
                 .saturating_mul(1024 * 1024),
+            set.memory_limit,
         );
         let max_bytes = (c.receivers.otlp.max_request_mib as usize).saturating_mul(1024 * 1024);
         let opts = DecodeOptions {
@@ -167,23 +168,28 @@ impl Receiver {
         }
     }
 
-    /// Counts and answers a request refused because the in-flight budget is spent.
-    pub fn busy(&self) -> Refused {
-        self.count_refused(Reason::Backpressure, None);
-        Refused::new(
-            Reason::Backpressure,
-            "request bytes in flight over receivers.otlp.max_inflight_mib: retry later",
-        )
+    /// Counts and answers a request refused before its body was read (its spans cannot
+    /// be known yet: it counts as one): the in-flight budget is spent, or its bytes would
+    /// take the process over the memory limit.
+    pub fn busy(&self, why: inflight::Busy) -> Refused {
+        let (reason, message) = match why {
+            inflight::Busy::Inflight => (
+                Reason::Backpressure,
+                "request bytes in flight over receivers.otlp.max_inflight_mib: retry later",
+            ),
+            inflight::Busy::Memory => (
+                Reason::MemoryLimit,
+                "over pipeline.memory_limit_mib: retry later",
+            ),
+        };
+        self.count_refused(reason, None);
+        Refused::new(reason, message)
     }
 
     /// Holds `total` bytes of the in-flight budget for a request (its decompressed body
     /// on top of the wire bytes), or counts and answers the refusal.
     pub fn hold(&self, held: &mut inflight::Held, total: u64) -> Result<(), Refused> {
-        if held.reach(total) {
-            Ok(())
-        } else {
-            Err(self.busy())
-        }
+        held.reach(total).map_err(|why| self.busy(why))
     }
 
     /// Archives the spans of every accepted trace request (`archive.spans: true`).
