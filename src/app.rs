@@ -313,6 +313,9 @@ impl App {
         });
         let (stop, stop_rx) = watch::channel(false);
         let grace = connection_grace(Duration::from_nanos(config.shutdown_timeout.as_nanos()));
+        // Both OTLP listeners share one connection budget; the admin endpoint has its own,
+        // so OTLP clients at their limit never starve /healthz, /readyz or /metrics.
+        let otlp_conns = ConnLimit::new(config.receivers.otlp.max_connections as usize);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
         let (grpc_addr, http_addr, admin_addr) = (addr(&grpc), addr(&http), addr(&adm));
         let servers = vec![
@@ -321,12 +324,14 @@ impl App {
                 receiver::grpc::router(rx.clone()),
                 stop_rx.clone(),
                 grace,
+                otlp_conns.clone(),
             )),
             tokio::spawn(serve(
                 http,
                 receiver::http::router(rx),
                 stop_rx.clone(),
                 grace,
+                otlp_conns,
             )),
             tokio::spawn(serve(
                 adm,
@@ -336,6 +341,7 @@ impl App {
                 }),
                 stop_rx.clone(),
                 grace,
+                ConnLimit::new(ADMIN_CONNECTIONS),
             )),
             tokio::spawn(watch_rss(shared.clone(), stop_rx)),
         ];
@@ -428,13 +434,58 @@ fn connection_grace(shutdown_timeout: Duration) -> Duration {
     (shutdown_timeout / 4).min(Duration::from_secs(5))
 }
 
+/// Connections the admin endpoint serves at once (its own budget, apart from OTLP's).
+const ADMIN_CONNECTIONS: usize = 64;
+
+/// A connection that has sent nothing this long after it was accepted is closed (idle
+/// sockets must not hold connection slots or file descriptors).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A budget of concurrent connections for one or more listeners.
+#[derive(Clone)]
+struct ConnLimit(Arc<tokio::sync::Semaphore>);
+
+impl ConnLimit {
+    fn new(max: usize) -> Self {
+        ConnLimit(Arc::new(tokio::sync::Semaphore::new(max.max(1))))
+    }
+}
+
+/// Logs accept errors (EMFILE under a flood of connections, …) at most once a second,
+/// with how many were left out.
+#[derive(Default)]
+struct AcceptErrors {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn note(&mut self, e: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(suppressed = self.suppressed, "accept failed: {e}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it) until `stop`;
 /// then lets open connections finish their requests for `grace` and closes the rest.
+/// At most `limit` connections are served at once: one beyond it is closed as soon as it
+/// is accepted (the client sees the connection refused and retries), and one that sends
+/// nothing for [`FIRST_BYTE_TIMEOUT`] is closed.
 async fn serve(
     listener: TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    limit: ConnLimit,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -444,6 +495,7 @@ async fn serve(
         .max_concurrent_streams(1024);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = tokio::task::JoinSet::new();
+    let mut errors = AcceptErrors::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -452,17 +504,28 @@ async fn serve(
                 let (stream, _) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        errors.note(&e);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
+                let Ok(permit) = limit.0.clone().try_acquire_owned() else {
+                    drop(stream); // over the limit: closed at once, never left hanging
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(router.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
                 conns.spawn(async move {
-                    let _ = conn.await;
+                    let _permit = permit;
+                    // A connection that sends nothing gives its slot back.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let _ = watcher.watch(conn).await;
                 });
             }
             _ = stop.changed() => break,

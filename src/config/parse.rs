@@ -253,6 +253,7 @@ impl Parser {
             http: self.listen(f.take("http"), &f.path("http"), d.http),
             max_request_mib: self.or(f, "max_request_mib", d.max_request_mib),
             max_inflight_mib: self.or(f, "max_inflight_mib", d.max_inflight_mib),
+            max_connections: self.or(f, "max_connections", d.max_connections),
             tls: self.server_tls(f),
             auth: self.auth(f),
         }

@@ -37,6 +37,8 @@ pub struct OtlpReceiverConfig {
     /// Request bytes being read or decoded at once, all connections, in MiB; beyond it a
     /// request is refused (retryable) before its body is read.
     pub max_inflight_mib: u64,
+    /// Connections served at once over both listeners; one beyond it is closed at once.
+    pub max_connections: u64,
     /// TLS for both listeners; `None` = plaintext.
     pub tls: Option<TlsConfig>,
     /// Bearer-token auth for both listeners; `None` = open.
@@ -54,6 +56,7 @@ impl Default for OtlpReceiverConfig {
             },
             max_request_mib: 16,
             max_inflight_mib: 256,
+            max_connections: 1000,
             tls: None,
             auth: None,
         }

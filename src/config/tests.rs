@@ -111,6 +111,7 @@ receivers:
     http: { endpoint: 127.0.0.1:4318 }
     max_request_mib: 16     # wire and decompressed size, both transports
     max_inflight_mib: 256
+    max_connections: 1000
     tls:  { cert_file: /etc/momentum/server.crt, key_file: /etc/momentum/server.key, client_ca_file: /etc/momentum/ca.crt }
     auth: { bearer_tokens_file: /etc/momentum/tokens }
 admin: { endpoint: 127.0.0.1:9464, tls: { cert_file: /etc/momentum/admin.crt, key_file: /etc/momentum/admin.key }, auth: { bearer_tokens_file: /etc/momentum/admin-tokens } }
@@ -587,6 +588,7 @@ fn each_semantic_rule_has_a_failing_case() {
     let cases: Vec<(String, &str, &str)> = vec![
         ("receivers: { otlp: { max_request_mib: 0 } }".into(), "receivers.otlp.max_request_mib", "at least 1"),
         ("receivers: { otlp: { max_inflight_mib: 15 } }".into(), "receivers.otlp.max_inflight_mib", "at least 16"),
+        ("receivers: { otlp: { max_connections: 0 } }".into(), "receivers.otlp.max_connections", "at least 1"),
         ("pipeline: { queue_capacity_mib: 0 }".into(), "pipeline.queue_capacity_mib", "at least 1"),
         ("pipeline: { memory_limit_mib: 31 }".into(), "pipeline.memory_limit_mib", "at least 32"),
         ("limits: { max_services: 0 }".into(), "limits.max_services", "at least 1"),

@@ -13,6 +13,7 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
 
     let otlp = &c.receivers.otlp;
     v.at_least("receivers.otlp.max_request_mib", otlp.max_request_mib, 1);
+    v.at_least("receivers.otlp.max_connections", otlp.max_connections, 1);
     // A request of the largest size must fit, or it could never be admitted.
     v.at_least(
         "receivers.otlp.max_inflight_mib",
