@@ -196,6 +196,9 @@ fn run(cfg: Config) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Signal handlers first: a SIGTERM sent right after the ready line must reach the
+        // graceful shutdown, not the default action.
+        let signals = Signals::install();
         let app = match App::start(cfg, Arc::new(SystemClock)).await {
             Ok(a) => a,
             Err(e) => {
@@ -208,24 +211,36 @@ fn run(cfg: Config) -> ExitCode {
             app.grpc_addr, app.http_addr, app.admin_addr
         );
         tracing::info!(grpc = %app.grpc_addr, http = %app.http_addr, admin = %app.admin_addr, "listening");
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down");
         app.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, registered before the process says it is ready.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => Signals(None),
+        }
+    }
+
+    async fn wait(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
