@@ -648,7 +648,11 @@ impl Capture {
                                     .headers()
                                     .get("x-chain")
                                     .map(|v| v.to_str().unwrap().to_string());
-                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                // A sender killed mid-body: nothing to record.
+                                let Ok(body) = req.into_body().collect().await else {
+                                    return Ok::<_, Infallible>(http_answer(500, None));
+                                };
+                                let body = body.to_bytes();
                                 let n = {
                                     let mut l = log.lock().unwrap();
                                     l.push(Seen {
@@ -864,4 +868,133 @@ fn unsupported_or_bad_exporter_settings_stop_the_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(words), "{err}");
     }
+}
+
+/// POST of a protobuf trace request over a fresh connection: Some(status), None when the
+/// connection failed or died (the process was killed).
+fn try_post(addr: &str, body: &[u8]) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// At-least-once through the disk queue: SIGKILL at 50 random instants while a client
+/// sends, a restart on the same queue after each; every request that was answered 200
+/// reaches the next hop in the end (duplicates allowed, and counted). A request is
+/// answered only once the queue has written it, so a kill right after the answer loses
+/// nothing.
+#[test]
+fn sigkill_at_random_instants_never_loses_an_acknowledged_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let hop = Capture::start(|_, grpc| {
+        if grpc {
+            grpc_answer(tonic::Code::Ok, None)
+        } else {
+            http_answer(200, None)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    let exporter = format!(
+        "    endpoint: http://{}\n    protocol: grpc\n    queue: {{ max_mib: 64, dir: {} }}\n",
+        hop.addr,
+        queue.display()
+    );
+    // one request: 20 spans, each with the request's id in its trace id
+    let request = |id: u64| {
+        let mut r = traces("kill", 20, 16);
+        for s in &mut r.resource_spans[0].scope_spans[0].spans {
+            s.trace_id = [id.to_be_bytes(), id.to_be_bytes()].concat();
+        }
+        r.encode_to_vec()
+    };
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let mut rng = fastrand::Rng::with_seed(20261203);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let mut kills = 0;
+    while kills < 50 && Instant::now() < deadline {
+        let mut a = forwarder(&exporter, "");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (http, stop, acked, ids) =
+                (a.http.clone(), stop.clone(), acked.clone(), next_id.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let id = ids.fetch_add(1, Ordering::SeqCst);
+                    match try_post(&http, &request(id)) {
+                        Some(200) => acked.lock().unwrap().push(id),
+                        Some(other) => panic!("answered {other}"),
+                        None => return, // killed
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.u64(5..150)));
+        common::signal(&a.child, "KILL");
+        let _ = common::wait_exit(&mut a.child, Duration::from_secs(10));
+        stop.store(true, Ordering::SeqCst);
+        sender.join().expect("the sender");
+        kills += 1;
+    }
+    assert_eq!(kills, 50, "50 kills within the time bound");
+    // A last start delivers what the queue holds.
+    let a = forwarder(&exporter, "");
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "the client got answers: {}", acked.len());
+    let seen_ids = || -> Vec<u64> {
+        hop.seen()
+            .iter()
+            .filter(|s| s.path == TRACES)
+            .flat_map(|s| {
+                let r = ExportTraceServiceRequest::decode(&s.body[5..]).expect("a trace request");
+                r.resource_spans
+                    .iter()
+                    .flat_map(|rs| rs.scope_spans.iter())
+                    .flat_map(|ss| ss.spans.iter())
+                    .map(|sp| u64::from_be_bytes(sp.trace_id[..8].try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let wait = Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let seen: std::collections::HashSet<u64> = seen_ids().into_iter().collect();
+        let missing: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        if missing.is_empty() || Instant::now() > wait {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = seen_ids();
+    let distinct: std::collections::HashSet<u64> = all.iter().copied().collect();
+    eprintln!(
+        "{kills} kills, {} requests acknowledged, {} delivered ({} spans, {} of them again)",
+        acked.len(),
+        distinct.len(),
+        all.len(),
+        all.len() - distinct.len() * 20
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    assert!(a.stop().success());
 }

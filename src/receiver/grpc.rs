@@ -113,9 +113,15 @@ async fn export(rx: &Receiver, signal: Signal, req: Request) -> Result<Bytes, St
     } else {
         payload
     };
-    let accepted = rx
-        .export(signal, payload, Transport::Grpc)
+    let (accepted, written) = rx
+        .export_written(signal, payload, Transport::Grpc)
         .map_err(to_status)?;
+    // Admitted: the shard and forward queues account for its bytes now. With the disk
+    // queue the client is answered once the request is written there.
+    drop(held);
+    if let Some(w) = written {
+        w.wait().await;
+    }
     Ok(Bytes::from(Receiver::response_protobuf(signal, &accepted)))
 }
 

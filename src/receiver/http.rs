@@ -129,7 +129,13 @@ async fn export(
             }
         },
     };
-    let accepted = rx.export(signal, body, Transport::Http)?;
+    let (accepted, written) = rx.export_written(signal, body, Transport::Http)?;
+    // Admitted: the shard and forward queues account for its bytes now. With the disk
+    // queue the client is answered once the request is written there.
+    drop(held);
+    if let Some(w) = written {
+        w.wait().await;
+    }
     Ok(Bytes::from(match format {
         Format::Protobuf => Receiver::response_protobuf(signal, &accepted),
         Format::Json => Receiver::response_json(signal, &accepted).into_bytes(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 
-use crate::export::forward::{Forwarder, QueueFull, Reservation};
+use crate::export::forward::{Forwarder, QueueFull, Reservation, Written};
 use crate::model::flags;
 use crate::pipeline::router::{plan_metrics, plan_records, plan_traces, Admission, Refusal};
 use crate::pipeline::{Counters, Settings, Shared};
@@ -233,6 +233,17 @@ impl Receiver {
         body: Bytes,
         transport: Transport,
     ) -> Result<Accepted, Refused> {
+        self.export_written(signal, body, transport).map(|(a, _)| a)
+    }
+
+    /// [`Receiver::export`], and — when the request is forwarded through the disk queue
+    /// — what to wait for before answering the client: the queue's write of it.
+    pub fn export_written(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        transport: Transport,
+    ) -> Result<(Accepted, Option<Written>), Refused> {
         match signal {
             Signal::Traces => self.traces(body, transport),
             Signal::Metrics => self.metrics(body, transport),
@@ -264,7 +275,11 @@ impl Receiver {
         }
     }
 
-    fn traces(&self, body: Bytes, transport: Transport) -> Result<Accepted, Refused> {
+    fn traces(
+        &self,
+        body: Bytes,
+        transport: Transport,
+    ) -> Result<(Accepted, Option<Written>), Refused> {
         // The original bytes, for forwarding (a reference count, not a copy).
         let raw = body.clone();
         let mut batch = match decode_traces(body, &self.opts) {
@@ -285,7 +300,7 @@ impl Receiver {
         if n == 0 {
             // Nothing in it to analyse or forward.
             self.shared.fleet.arrive(now);
-            return Ok(Accepted::default());
+            return Ok((Accepted::default(), None));
         }
         // Forward queue first, then the shard queues; a refusal by the router drops the
         // reservation, which releases it: nothing is enqueued anywhere.
@@ -309,9 +324,7 @@ impl Receiver {
                 if let (Some(a), Some(p)) = (&self.span_archive, span_permit) {
                     a.send(p, raw.clone());
                 }
-                if let Some(r) = reservation {
-                    r.commit(raw, n);
-                }
+                let written = reservation.and_then(|r| r.commit(raw, n));
                 let c = &self.shared.counters;
                 Counters::add(
                     match transport {
@@ -332,16 +345,23 @@ impl Receiver {
                         "{future} span(s) end more than max_clock_skew after the receiver's clock"
                     ));
                 }
-                Ok(Accepted {
-                    rejected: invalid,
-                    message,
-                })
+                Ok((
+                    Accepted {
+                        rejected: invalid,
+                        message,
+                    },
+                    written,
+                ))
             }
             Err(r) => Err(self.refusal(r, n)),
         }
     }
 
-    fn metrics(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
+    fn metrics(
+        &self,
+        body: Bytes,
+        _transport: Transport,
+    ) -> Result<(Accepted, Option<Written>), Refused> {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
         let req = ExportMetricsServiceRequest::decode(body.clone()).map_err(|e| {
@@ -400,17 +420,19 @@ impl Receiver {
                 return Err(self.refusal(r, 0));
             }
         }
-        if let Some(r) = reservation {
-            r.commit(body, points);
-        }
+        let written = reservation.and_then(|r| r.commit(body, points));
         let c = &self.shared.counters;
         Counters::add(&c.accepted_metric_points, points);
         Counters::add(&c.sli_metric_points, used);
         Counters::add(&c.unusable_metric_points, unusable);
-        Ok(Accepted::default())
+        Ok((Accepted::default(), written))
     }
 
-    fn logs(&self, body: Bytes, _transport: Transport) -> Result<Accepted, Refused> {
+    fn logs(
+        &self,
+        body: Bytes,
+        _transport: Transport,
+    ) -> Result<(Accepted, Option<Written>), Refused> {
         use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
         let req = ExportLogsServiceRequest::decode(body.clone()).map_err(|e| {
             self.count_refused(Reason::Decode, None);
@@ -450,13 +472,11 @@ impl Receiver {
                 return Err(self.refusal(r, 0));
             }
         }
-        if let Some(r) = reservation {
-            r.commit(body, n as u64);
-        }
+        let written = reservation.and_then(|r| r.commit(body, n as u64));
         let c = &self.shared.counters;
         Counters::add(&c.accepted_log_records, n as u64);
         Counters::add(&c.deployment_log_records, deployments);
-        Ok(Accepted::default())
+        Ok((Accepted::default(), written))
     }
 
     /// Encodes the Export response of `signal` (protobuf).

@@ -110,11 +110,30 @@ struct Item {
     body: Bytes,
 }
 
+/// A request handed to the queue task: its signal, bytes and items, and (disk queue)
+/// whom to tell once it is written.
+type Incoming = (Signal, Bytes, u64, Option<oneshot::Sender<()>>);
+
 /// The receivers' handle: reserve room, then commit the request's bytes.
 pub struct Forwarder {
     signals: [bool; 3],
     admission: Arc<Admission>,
-    tx: mpsc::UnboundedSender<(Signal, Bytes, u64)>,
+    tx: mpsc::UnboundedSender<Incoming>,
+    /// the queue is on disk: a request is answered once it is written
+    durable: bool,
+}
+
+/// Resolves once a committed request is written to the disk queue (`write(2)`, batched
+/// with the requests beside it): the receiver answers the client after it, so an
+/// acknowledged request survives a crash of the process.
+#[derive(Debug)]
+pub struct Written(oneshot::Receiver<()>);
+
+impl Written {
+    /// Waits for the write (returns at once if the queue task is gone).
+    pub async fn wait(self) {
+        let _ = self.0.await;
+    }
 }
 
 /// Room reserved in the forward queue for one request. Dropped without
@@ -130,10 +149,22 @@ pub struct Reservation<'a> {
 impl Reservation<'_> {
     /// Hands the request to the queue (the bytes it reserved for), with the number of
     /// spans, data points or log records in it. Never fails: the room is already held.
-    pub fn commit(mut self, body: Bytes, items: u64) {
+    /// With the disk queue, answers what to wait for before acknowledging the client.
+    pub fn commit(mut self, body: Bytes, items: u64) -> Option<Written> {
         self.committed = true;
         debug_assert_eq!(body.len() as u64, self.bytes);
-        if self.fwd.tx.send((self.signal, body, items)).is_err() {
+        let (notify, written) = if self.fwd.durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(Written(rx)))
+        } else {
+            (None, None)
+        };
+        if self
+            .fwd
+            .tx
+            .send((self.signal, body, items, notify))
+            .is_err()
+        {
             // The queue task is gone (it only stops at shutdown, after the receivers):
             // the request cannot be forwarded any more.
             self.fwd.admission.release(self.bytes);
@@ -143,7 +174,9 @@ impl Reservation<'_> {
                 .failed
                 .fetch_add(items, Ordering::Relaxed);
             tracing::error!("forward queue stopped: an accepted request was not forwarded");
+            return None;
         }
+        written
     }
 }
 
@@ -231,6 +264,7 @@ impl Forwarder {
             store: None,
             dir: cfg.queue.dir.clone(),
             admission: admission.clone(),
+            waiters: Vec::new(),
         };
         if let Some(dir) = &cfg.queue.dir {
             let segment = (capacity / 8).clamp(1 << 20, 64 << 20);
@@ -297,6 +331,7 @@ impl Forwarder {
                 signals,
                 admission,
                 tx,
+                durable: cfg.queue.dir.is_some(),
             }),
             ForwardHandle {
                 stop: stop_tx,
@@ -333,6 +368,8 @@ struct Queue {
     store: Option<Store>,
     dir: Option<PathBuf>,
     admission: Arc<Admission>,
+    /// receivers waiting for their requests to be written
+    waiters: Vec<oneshot::Sender<()>>,
 }
 
 /// How a send task ended: delivered, or refused for good (why).
@@ -346,7 +383,10 @@ impl Queue {
     }
 
     /// Takes one committed request: sequence number, disk, FIFO.
-    fn accept(&mut self, (signal, body, items): (Signal, Bytes, u64)) {
+    fn accept(&mut self, (signal, body, items, notify): Incoming) {
+        if let Some(n) = notify {
+            self.waiters.push(n);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(store) = self.store.as_mut() {
@@ -364,11 +404,16 @@ impl Queue {
         });
     }
 
+    /// Writes what was appended to the OS, then answers every receiver waiting for it.
     fn flush(&mut self) {
         if let Some(store) = self.store.as_mut() {
             if let Err(e) = store.flush() {
+                // Still forwarded from memory; only its durability is lost.
                 tracing::error!("forward queue: cannot write to disk: {e}");
             }
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
         }
     }
 
@@ -434,7 +479,7 @@ impl Queue {
     async fn run(
         mut self,
         client: Arc<Client>,
-        mut rx: mpsc::UnboundedReceiver<(Signal, Bytes, u64)>,
+        mut rx: mpsc::UnboundedReceiver<Incoming>,
         mut stop: oneshot::Receiver<Instant>,
     ) {
         let failing = Arc::new(AtomicBool::new(false));

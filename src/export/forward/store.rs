@@ -18,8 +18,9 @@
 //! never a panic.
 //!
 //! Durability (fsync policy): every batch of accepted requests is written to the OS
-//! (`write(2)`) as soon as the queue task takes it, microseconds after the client was
-//! answered, so a crash of the process alone loses nothing the task has taken; the data
+//! (`write(2)`) as soon as the queue task takes it, and the receivers answer their clients
+//! only after that write (batched: one write answers every request taken with it), so a
+//! crash of the process alone loses nothing that was acknowledged; the data
 //! log is `fdatasync`ed at most every [`SYNC_INTERVAL`] while it has unsynced data, when a
 //! segment is sealed, and at shutdown — a power loss can lose up to that interval. Ack
 //! logs are written per delivery and synced only at shutdown: a lost ack re-sends a
