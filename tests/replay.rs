@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{config_yaml, grpc_export, metric, Proc};
+use common::{config_yaml, grpc_export, kv, metric, poll, Proc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -17,16 +16,6 @@ use opentelemetry_proto::tonic::trace::v1::{
 
 const S: u64 = 1_000_000_000;
 const MIN: u64 = 60 * S;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// One span of the replay.
 struct Sp {
@@ -111,21 +100,16 @@ fn history(now: u64) -> (Vec<ExportTraceServiceRequest>, Truth) {
 /// The (availability, latency) budgets of `service` in /metrics and in the API, once
 /// the published snapshot holds its `requests` in the SLO window.
 fn budgets(p: &Proc, service: &str, requests: u64) -> [(f64, f64); 2] {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let v = loop {
-        let (status, body) = p.admin_get(&format!("/api/v1/services/{service}"));
-        if status == 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if v["windows"]["slo"]["requests"] == requests {
-                break v;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{service}: the API never showed {requests} requests in the SLO window: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let v = poll(
+        30,
+        &format!("{service}: {requests} requests in the SLO window"),
+        |last| {
+            let (status, body) = p.admin_get(&format!("/api/v1/services/{service}"));
+            *last = format!("{status} {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && v["windows"]["slo"]["requests"] == requests).then_some(v)
+        },
+    );
     let m = p.metrics();
     let api = |objective: &str| {
         v["slo"]["objectives"]

@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{config_yaml, grpc_export, metric, Proc};
+use common::{config_yaml, grpc_export, kv, metric, poll, Proc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -18,16 +17,6 @@ use serde_json::Value;
 
 const S: u64 = 1_000_000_000;
 const MIN: u64 = 60 * S;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// (end, error, slow) of `till`'s requests: one every 2 s from `from`; half fail during
 /// the outage, every 400th is slow.
@@ -82,29 +71,27 @@ fn requests(spans: &[(u64, bool, bool)]) -> Vec<ExportTraceServiceRequest> {
 /// The pair's document once its SLO window holds `requests`, without what restarts with
 /// the process (counters) and the latency sketches of the open minute.
 fn state(p: &Proc, requests: usize) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, body) = p.admin_get("/api/v1/services/ledger");
-        if status == 200 {
-            let mut v: Value = serde_json::from_str(&body).unwrap();
-            if v["windows"]["slo"]["requests"] == requests {
-                let slo = v["slo"].as_object_mut().unwrap();
-                slo.remove("incidents_total");
-                return serde_json::json!({
-                    "clock": v["clock_unix_nano"],
-                    "windows": v["windows"],
-                    "slo": v["slo"],
-                    "current_version": v["delivery"]["current_version"],
-                    "deployments": v["delivery"]["deployments_in_lookback"],
-                });
+    poll(
+        30,
+        &format!("{requests} requests in the SLO window"),
+        |last| {
+            let (status, body) = p.admin_get("/api/v1/services/ledger");
+            *last = format!("{status} {body}");
+            let mut v: Value = serde_json::from_str(&body).ok()?;
+            if status != 200 || v["windows"]["slo"]["requests"] != requests {
+                return None;
             }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the API never showed {requests} requests: {status} {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+            let slo = v["slo"].as_object_mut()?;
+            slo.remove("incidents_total");
+            Some(serde_json::json!({
+                "clock": v["clock_unix_nano"],
+                "windows": v["windows"],
+                "slo": v["slo"],
+                "current_version": v["delivery"]["current_version"],
+                "deployments": v["delivery"]["deployments_in_lookback"],
+            }))
+        },
+    )
 }
 
 fn late(p: &Proc) -> f64 {

@@ -300,3 +300,29 @@ pub fn grpc_export(
         }
     });
 }
+
+/// A string attribute.
+pub fn kv(k: &str, v: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics (saying `what` and the last
+/// state `f` reported through `last`) after `secs` seconds: a wait that fails loudly.
+pub fn poll<T>(secs: u64, what: &str, mut f: impl FnMut(&mut String) -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    loop {
+        if let Some(v) = f(&mut last) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {secs} s: {last}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
