@@ -149,6 +149,26 @@ async fn checkpoint_loop(
 /// Reads the state checkpoint under the archive dir, seeds the revision index and
 /// returns the pairs for the shards. A missing checkpoint is a first start; an unreadable
 /// one is set aside and logged, and the process starts empty.
+/// Deletes the states of evicted pairs that have not reported for longer than the
+/// longest SLO window and `delivery.lookback` (nothing of them would be left).
+fn sweep_evicted(dir: &std::path::Path, keep: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > keep);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 async fn restore_checkpoint(
     dir: &std::path::Path,
     shared: &Shared,
@@ -236,6 +256,12 @@ impl App {
             archive::writer::start(&config.archive, archive_stats.clone())?;
         let archive_dir = config.archive.dir.clone();
         let restored = restore_checkpoint(&archive_dir, &shared, &archive_stats).await;
+        if let Some(dir) = &set.evict_dir {
+            sweep_evicted(
+                dir,
+                Duration::from_nanos(set.longest_window.max(set.lookback)),
+            );
+        }
         let (router, shards) = Router::start(
             n,
             set.clone(),

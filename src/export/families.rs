@@ -747,6 +747,15 @@ fn self_telemetry(out: &mut Vec<Family>, t: &Telemetry, pairs: usize, ops: usize
         start,
     );
     out.push(f);
+    let mut f = Family::new(
+        "momentum.series.evicted",
+        "momentum_series_evicted_total",
+        "{series}",
+        Kind::Counter,
+        "Series evicted from a full table, by kind (an evicted service's state waits on disk until it reports again).",
+    );
+    f.push(vec![("kind", s("service"))], get(&c.evicted_service), start);
+    out.push(f);
     exporters(out, t);
 }
 

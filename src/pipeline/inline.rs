@@ -86,7 +86,10 @@ impl Inline {
         pairs: Vec<PairState>,
     ) -> Inline {
         let shards = shards.max(1);
-        let set = Arc::new(Settings::from_config(Arc::new(config)));
+        let mut set = Settings::from_config(Arc::new(config));
+        // In memory only: an evicted pair's state is dropped (and counted).
+        set.evict_dir = None;
+        let set = Arc::new(set);
         let clock = ManualClock::new(now);
         let shared = Shared::new(clock.clone(), &set);
         if fleet > 0 {

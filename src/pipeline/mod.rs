@@ -58,6 +58,9 @@ pub struct Settings {
     pub memory_limit: u64,
     /// the config, for per-pair objective lookups
     pub config: Arc<Config>,
+    /// where a pair evicted from a full table keeps its state until it reports again
+    /// (`<archive.dir>/state/pairs`; `None`: an evicted pair's state is dropped)
+    pub evict_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -99,6 +102,7 @@ impl Settings {
             },
             queue_capacity: c.pipeline.queue_capacity_mib * 1024 * 1024,
             memory_limit: c.pipeline.memory_limit_mib * 1024 * 1024,
+            evict_dir: Some(c.archive.dir.join("state").join("pairs")),
             config,
         }
     }
@@ -223,6 +227,10 @@ pub struct Counters {
     pub refused_backpressure: AtomicU64,
     /// refused: memory_limit
     pub refused_memory: AtomicU64,
+    /// pairs evicted from a full table (their state kept on disk)
+    pub evicted_service: AtomicU64,
+    /// pairs evicted whose state could not be kept
+    pub evicted_lost: AtomicU64,
     /// refused: unauthenticated
     pub refused_unauthenticated: AtomicU64,
     /// spans processed by shards

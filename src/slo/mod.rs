@@ -247,6 +247,11 @@ impl SloState {
         self.states.iter().any(|s| s.firing[0])
     }
 
+    /// Whether any alert (page or ticket) of any objective fires.
+    pub fn firing(&self) -> bool {
+        !self.quiet()
+    }
+
     /// Whether anything would change if the windows stayed empty: an alert still fires.
     fn quiet(&self) -> bool {
         self.states.iter().all(|s| !s.firing[0] && !s.firing[1])

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{ShardCore, Tally};
 use crate::delivery::deployments::Delivery;
+use crate::pipeline::checkpoint::PairState;
 use crate::sli::series::Latency;
 use crate::sli::window::SeriesWindows;
 use crate::slo::SloState;
@@ -128,8 +129,18 @@ impl ShardCore {
             return pid;
         }
         let limit = self.set.max_services;
-        if self.shared.pairs.fetch_add(1, Ordering::Relaxed) >= limit {
+        // The table is full: an idle pair of this shard gives its slot up (again, when
+        // another shard took the slot first), until none can.
+        let full = loop {
+            if self.shared.pairs.fetch_add(1, Ordering::Relaxed) < limit {
+                break false;
+            }
             self.shared.pairs.fetch_sub(1, Ordering::Relaxed);
+            if !self.evict_one() {
+                break true;
+            }
+        };
+        if full {
             tally.overflow_service += 1;
             if let Some(pid) = self.overflow_pair {
                 return pid;
@@ -140,11 +151,162 @@ impl ShardCore {
         }
         let service = service_name(ns, name);
         let env = String::from_utf8_lossy(env).into_owned();
-        let pid = self.new_pair(Arc::from(service), Arc::from(env), hash, now, floor);
+        // A pair evicted earlier comes back with the state it had.
+        let saved = self
+            .evicted_state(hash)
+            .filter(|st| *st.service == *service && *st.environment == *env);
+        let pid = match saved {
+            Some(st) => {
+                let pid = self.new_pair(
+                    st.service.clone(),
+                    st.environment.clone(),
+                    hash,
+                    now,
+                    st.clock,
+                );
+                self.take_back(pid, st);
+                pid
+            }
+            None => self.new_pair(Arc::from(service), Arc::from(env), hash, now, floor),
+        };
         let pairs = &self.pairs;
         self.pair_index
             .insert_unique(hash, pid, |&i| pairs[i as usize].hash);
         pid
+    }
+
+    /// The file an evicted pair's state waits in.
+    fn evicted_path(&self, hash: u64) -> Option<std::path::PathBuf> {
+        self.set
+            .evict_dir
+            .as_ref()
+            .map(|d| d.join(format!("{hash:016x}.bin")))
+    }
+
+    /// The state of a pair evicted earlier (taken off disk), if there is one.
+    fn evicted_state(&mut self, hash: u64) -> Option<PairState> {
+        let path = self.evicted_path(hash)?;
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        match crate::pipeline::checkpoint::decode(&bytes) {
+            Ok(c) => c.pairs.into_iter().next(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "evicted pair state unreadable: {e}");
+                None
+            }
+        }
+    }
+
+    /// Evicts the least recently seen pair of this shard that has been idle for more than
+    /// `series_idle` (event time) and has no open incident, firing alert, undecided
+    /// deployment or unwritten archive window; its state is written to the evict dir
+    /// and comes back when the pair reports again. False when no pair can go.
+    pub(super) fn evict_one(&mut self) -> bool {
+        let idle = self.set.series_idle;
+        // A silent pair's clock follows the fleet floor: the floor says how long it has
+        // been idle even before a tick has moved it.
+        let floor = self.floor;
+        let candidate = self
+            .pairs
+            .iter()
+            .enumerate()
+            .filter(|&(pid, p)| {
+                let last = p.last_event.max(p.last_metric);
+                Some(pid as u32) != self.overflow_pair
+                    && p.clock.max(floor).saturating_sub(last) > idle
+                    && p.closed.is_empty()
+                    && p.delivery.pending() == 0
+                    && !p
+                        .slo
+                        .as_ref()
+                        .is_some_and(|s| s.incident.is_some() || s.firing())
+            })
+            .min_by_key(|(_, p)| p.last_event.max(p.last_metric))
+            .map(|(pid, _)| pid as u32);
+        let Some(pid) = candidate else {
+            return false;
+        };
+        let st = self.save_pair(pid);
+        let kept = self.evicted_path(st.hash).is_some_and(|path| {
+            let c = crate::pipeline::checkpoint::Checkpoint {
+                pairs: vec![st],
+                ..Default::default()
+            };
+            let written = crate::pipeline::checkpoint::encode(&c).and_then(|b| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, b).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+            });
+            if let Err(e) = &written {
+                tracing::warn!(path = %path.display(), "cannot keep an evicted pair's state: {e}");
+            }
+            written.is_ok()
+        });
+        let c = &self.shared.counters;
+        crate::pipeline::Counters::add(&c.evicted_service, 1);
+        if !kept {
+            crate::pipeline::Counters::add(&c.evicted_lost, 1);
+        }
+        self.remove_pair(pid);
+        true
+    }
+
+    /// Removes pair `pid` and its operation series; the last pair takes its index.
+    fn remove_pair(&mut self, pid: u32) {
+        let hash = self.pairs[pid as usize].hash;
+        // its operations
+        let mut freed = 0usize;
+        for oid in std::mem::take(&mut self.pairs[pid as usize].ops) {
+            let Some(op) = self.ops[oid as usize].take() else {
+                continue;
+            };
+            let h = op_hash(op.pair, op.name.as_bytes());
+            if let Ok(e) = self.op_index.find_entry(h, |&i| i == oid) {
+                e.remove();
+            }
+            self.free_ops.push(oid);
+            if self.pairs[pid as usize].overflow_op != Some(oid) {
+                freed += 1;
+            }
+        }
+        self.shared.series.fetch_sub(freed, Ordering::Relaxed);
+        if let Ok(e) = self.pair_index.find_entry(hash, |&i| i == pid) {
+            e.remove();
+        }
+        self.shared.pairs.fetch_sub(1, Ordering::Relaxed);
+        let last = (self.pairs.len() - 1) as u32;
+        self.pairs.swap_remove(pid as usize);
+        if pid == last {
+            return;
+        }
+        // The pair that moved from `last` to `pid`: its index entry and its operations.
+        let moved_hash = self.pairs[pid as usize].hash;
+        if self.overflow_pair == Some(last) {
+            self.overflow_pair = Some(pid);
+        } else if let Ok(mut e) = self.pair_index.find_entry(moved_hash, |&i| i == last) {
+            *e.get_mut() = pid;
+        }
+        let moved_ops = self.pairs[pid as usize].ops.clone();
+        for oid in moved_ops {
+            let Some(op) = self.ops[oid as usize].as_mut() else {
+                continue;
+            };
+            let old = op_hash(last, op.name.as_bytes());
+            op.pair = pid;
+            let new = op_hash(pid, op.name.as_bytes());
+            if let Ok(e) = self.op_index.find_entry(old, |&i| i == oid) {
+                e.remove();
+            }
+            let ops = &self.ops;
+            self.op_index.insert_unique(new, oid, |&i| {
+                ops[i as usize]
+                    .as_ref()
+                    .map_or(0, |o| op_hash(o.pair, o.name.as_bytes()))
+            });
+        }
     }
 
     pub(super) fn new_pair(

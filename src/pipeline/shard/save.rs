@@ -8,22 +8,27 @@ use crate::pipeline::checkpoint::PairState;
 use crate::slo::SloState;
 
 impl ShardCore {
+    /// The state of pair `pid`.
+    pub(super) fn save_pair(&self, pid: u32) -> PairState {
+        let p = &self.pairs[pid as usize];
+        PairState {
+            service: p.service.clone(),
+            environment: p.environment.clone(),
+            hash: p.hash,
+            clock: p.clock,
+            last_event: p.last_event,
+            last_metric: p.last_metric,
+            windows: p.windows.clone(),
+            mwindows: p.mwindows.clone(),
+            slo: p.slo.as_ref().map(SloState::save),
+            delivery: p.delivery.clone(),
+        }
+    }
+
     /// The state of every pair, for the state checkpoint.
     pub fn save(&self) -> Vec<PairState> {
-        self.pairs
-            .iter()
-            .map(|p| PairState {
-                service: p.service.clone(),
-                environment: p.environment.clone(),
-                hash: p.hash,
-                clock: p.clock,
-                last_event: p.last_event,
-                last_metric: p.last_metric,
-                windows: p.windows.clone(),
-                mwindows: p.mwindows.clone(),
-                slo: p.slo.as_ref().map(SloState::save),
-                delivery: p.delivery.clone(),
-            })
+        (0..self.pairs.len() as u32)
+            .map(|pid| self.save_pair(pid))
             .collect()
     }
 
@@ -36,36 +41,44 @@ impl ShardCore {
         let fleet = self.shared.fleet.value();
         self.seen.fleet = self.seen.fleet.max(fleet);
         self.floor = self.floor.max(fleet.saturating_sub(self.set.lateness));
-        let (res, longest) = (self.set.resolution, self.set.longest_window);
         for st in states {
             let overflow = st.hash == 0 && &*st.service == OVERFLOW;
             if overflow && self.overflow_pair.is_some() {
                 continue;
             }
-            let pid = self.new_pair(st.service, st.environment, st.hash, now, st.clock);
-            let p = &mut self.pairs[pid as usize];
-            match st.windows.refit(res, longest) {
-                Some(w) => p.windows = w,
-                None => tracing::warn!(
-                    service = &*p.service,
-                    "sli.resolution changed since the checkpoint: SLO windows start empty"
-                ),
-            }
-            p.mwindows = st.mwindows.and_then(|m| m.refit(res, longest));
-            p.last_event = st.last_event;
-            p.last_metric = st.last_metric;
-            if let (Some(slo), Some(saved)) = (p.slo.as_mut(), st.slo) {
-                slo.restore(saved);
-            }
-            p.delivery = st.delivery.restored();
+            let (hash, clock) = (st.hash, st.clock);
+            let pid = self.new_pair(st.service.clone(), st.environment.clone(), hash, now, clock);
+            self.take_back(pid, st);
             if overflow {
                 self.overflow_pair = Some(pid);
             } else {
                 self.shared.pairs.fetch_add(1, Ordering::Relaxed);
                 let pairs = &self.pairs;
                 self.pair_index
-                    .insert_unique(st.hash, pid, |&i| pairs[i as usize].hash);
+                    .insert_unique(hash, pid, |&i| pairs[i as usize].hash);
             }
         }
+    }
+
+    /// Gives pair `pid` (just created) the state `st` saved earlier: by a checkpoint, or
+    /// when it was evicted from a full table.
+    pub(super) fn take_back(&mut self, pid: u32, st: PairState) {
+        let (res, longest) = (self.set.resolution, self.set.longest_window);
+        let p = &mut self.pairs[pid as usize];
+        p.clock = p.clock.max(st.clock);
+        match st.windows.refit(res, longest) {
+            Some(w) => p.windows = w,
+            None => tracing::warn!(
+                service = &*p.service,
+                "sli.resolution changed since the state was saved: SLO windows start empty"
+            ),
+        }
+        p.mwindows = st.mwindows.and_then(|m| m.refit(res, longest));
+        p.last_event = st.last_event;
+        p.last_metric = st.last_metric;
+        if let (Some(slo), Some(saved)) = (p.slo.as_mut(), st.slo) {
+            slo.restore(saved);
+        }
+        p.delivery = st.delivery.restored();
     }
 }
