@@ -998,3 +998,90 @@ fn sigkill_at_random_instants_never_loses_an_acknowledged_request() {
     );
     assert!(a.stop().success());
 }
+
+/// Shutdown with a slow next hop, the disk queue and connections that never finish:
+/// SIGTERM exits within its bound, and every acknowledged request reaches the next hop —
+/// delivered before the exit or kept on disk and sent by the next start.
+#[test]
+fn sigterm_with_a_slow_next_hop_and_stuck_connections_loses_nothing_on_disk() {
+    use std::io::Write as _;
+    // 300 ms an answer (the capture serves one request at a time).
+    let slow = Capture::start(|_, grpc| {
+        std::thread::sleep(Duration::from_millis(300));
+        if grpc {
+            grpc_answer(tonic::Code::Ok, None)
+        } else {
+            http_answer(200, None)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    let exporter = |addr: &str| {
+        format!(
+            "    endpoint: http://{addr}\n    protocol: grpc\n    queue: {{ max_mib: 64, dir: {} }}\n",
+            queue.display()
+        )
+    };
+    let mut a = forwarder(&exporter(&slow.addr), "shutdown_timeout: 3s\n");
+    let mut acked = Vec::new();
+    for id in 1..=40u64 {
+        let mut r = traces("slow", 10, 16);
+        for s in &mut r.resource_spans[0].scope_spans[0].spans {
+            s.trace_id = [id.to_be_bytes(), id.to_be_bytes()].concat();
+        }
+        assert_eq!(try_post(&a.http, &r.encode_to_vec()), Some(200));
+        acked.push(id);
+    }
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let mut stuck = std::net::TcpStream::connect(&a.grpc).unwrap();
+    stuck.write_all(preface).unwrap();
+    let mut half = std::net::TcpStream::connect(&a.http).unwrap();
+    half.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 999\r\n\r\nab")
+        .unwrap();
+    common::signal(&a.child, "TERM");
+    // shutdown_timeout (3 s) and a margin for a loaded machine
+    let status = common::wait_exit(&mut a.child, Duration::from_secs(8));
+    assert!(status.success(), "{status}");
+    drop((stuck, half));
+    // The next start, with a next hop that answers at once, sends what was left.
+    let fast = Capture::start(|_, grpc| {
+        if grpc {
+            grpc_answer(tonic::Code::Ok, None)
+        } else {
+            http_answer(200, None)
+        }
+    });
+    let b = forwarder(&exporter(&fast.addr), "");
+    let ids = |c: &Capture| -> std::collections::HashSet<u64> {
+        c.seen()
+            .iter()
+            .filter(|s| s.path == TRACES)
+            .flat_map(|s| {
+                let r = ExportTraceServiceRequest::decode(&s.body[5..]).expect("a trace request");
+                r.resource_spans
+                    .into_iter()
+                    .flat_map(|rs| rs.scope_spans)
+                    .flat_map(|ss| ss.spans)
+                    .map(|sp| u64::from_be_bytes(sp.trace_id[..8].try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let missing = common::poll(60, "every acknowledged request at a next hop", |last| {
+        let seen: std::collections::HashSet<u64> = ids(&slow).union(&ids(&fast)).copied().collect();
+        let missing: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|i| !seen.contains(i))
+            .collect();
+        *last = format!("missing {missing:?}");
+        missing.is_empty().then_some(missing)
+    });
+    assert!(missing.is_empty());
+    eprintln!(
+        "delivered before the exit: {}, after the restart: {}",
+        ids(&slow).len(),
+        ids(&fast).len()
+    );
+    assert!(b.stop().success());
+}
