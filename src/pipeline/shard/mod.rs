@@ -264,7 +264,7 @@ pub async fn run(
             }
         }
     }
-    // Every sender is gone: close every open bucket (SPEC §5) and publish the final view.
+    // Every sender is gone: close every open bucket (docs/event-time.md) and publish the final view.
     core.close_all();
     view.store(Arc::new(core.view()));
     hand_off(&mut core, &archive).await;
