@@ -369,7 +369,6 @@ impl App {
                 grace,
                 ConnLimit::new(ADMIN_CONNECTIONS),
             )),
-            tokio::spawn(watch_rss(shared.clone(), stop_rx)),
         ];
         ready.store(true, Ordering::Relaxed);
         Ok(App {
@@ -568,21 +567,6 @@ async fn serve(
         );
     }
     conns.shutdown().await;
-}
-
-/// Refreshes the resident set size for `memory_limit_mib`.
-async fn watch_rss(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Some(rss) = rss_bytes() {
-                    shared.rss_bytes.store(rss, Ordering::Relaxed);
-                }
-            }
-            _ = stop.changed() => break,
-        }
-    }
 }
 
 /// Resident set size of this process (Linux `/proc/self/statm`).

@@ -870,6 +870,32 @@ fn unsupported_or_bad_exporter_settings_stop_the_start() {
     }
 }
 
+/// The next hop's answer that accepts everything.
+fn ok_answer(_: usize, grpc: bool) -> http::Response<Full<Bytes>> {
+    if grpc {
+        grpc_answer(tonic::Code::Ok, None)
+    } else {
+        http_answer(200, None)
+    }
+}
+
+/// The 8-byte request ids the tests put in their spans' trace ids, per forwarded span.
+fn trace_ids(c: &Capture) -> Vec<u64> {
+    c.seen()
+        .iter()
+        .filter(|s| s.path == TRACES)
+        .flat_map(|s| {
+            let r = ExportTraceServiceRequest::decode(&s.body[5..]).expect("a trace request");
+            r.resource_spans
+                .into_iter()
+                .flat_map(|rs| rs.scope_spans)
+                .flat_map(|ss| ss.spans)
+                .map(|sp| u64::from_be_bytes(sp.trace_id[..8].try_into().unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// POST of a protobuf trace request over a fresh connection: Some(status), None when the
 /// connection failed or died (the process was killed).
 fn try_post(addr: &str, body: &[u8]) -> Option<u16> {
@@ -899,13 +925,7 @@ fn try_post(addr: &str, body: &[u8]) -> Option<u16> {
 #[test]
 fn sigkill_at_random_instants_never_loses_an_acknowledged_request() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let hop = Capture::start(|_, grpc| {
-        if grpc {
-            grpc_answer(tonic::Code::Ok, None)
-        } else {
-            http_answer(200, None)
-        }
-    });
+    let hop = Capture::start(ok_answer);
     let dir = tempfile::tempdir().unwrap();
     let queue = dir.path().join("queue");
     let exporter = format!(
@@ -955,21 +975,7 @@ fn sigkill_at_random_instants_never_loses_an_acknowledged_request() {
     let a = forwarder(&exporter, "");
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 50, "the client got answers: {}", acked.len());
-    let seen_ids = || -> Vec<u64> {
-        hop.seen()
-            .iter()
-            .filter(|s| s.path == TRACES)
-            .flat_map(|s| {
-                let r = ExportTraceServiceRequest::decode(&s.body[5..]).expect("a trace request");
-                r.resource_spans
-                    .iter()
-                    .flat_map(|rs| rs.scope_spans.iter())
-                    .flat_map(|ss| ss.spans.iter())
-                    .map(|sp| u64::from_be_bytes(sp.trace_id[..8].try_into().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
+    let seen_ids = || trace_ids(&hop);
     let wait = Instant::now() + Duration::from_secs(60);
     let missing = loop {
         let seen: std::collections::HashSet<u64> = seen_ids().into_iter().collect();
@@ -1044,29 +1050,10 @@ fn sigterm_with_a_slow_next_hop_and_stuck_connections_loses_nothing_on_disk() {
     assert!(status.success(), "{status}");
     drop((stuck, half));
     // The next start, with a next hop that answers at once, sends what was left.
-    let fast = Capture::start(|_, grpc| {
-        if grpc {
-            grpc_answer(tonic::Code::Ok, None)
-        } else {
-            http_answer(200, None)
-        }
-    });
+    let fast = Capture::start(ok_answer);
     let b = forwarder(&exporter(&fast.addr), "");
-    let ids = |c: &Capture| -> std::collections::HashSet<u64> {
-        c.seen()
-            .iter()
-            .filter(|s| s.path == TRACES)
-            .flat_map(|s| {
-                let r = ExportTraceServiceRequest::decode(&s.body[5..]).expect("a trace request");
-                r.resource_spans
-                    .into_iter()
-                    .flat_map(|rs| rs.scope_spans)
-                    .flat_map(|ss| ss.spans)
-                    .map(|sp| u64::from_be_bytes(sp.trace_id[..8].try_into().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
+    let ids =
+        |c: &Capture| -> std::collections::HashSet<u64> { trace_ids(c).into_iter().collect() };
     let missing = common::poll(60, "every acknowledged request at a next hop", |last| {
         let seen: std::collections::HashSet<u64> = ids(&slow).union(&ids(&fast)).copied().collect();
         let missing: Vec<u64> = acked

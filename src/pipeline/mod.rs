@@ -138,8 +138,6 @@ pub struct Shared {
     pub started_ns: u64,
     /// self-telemetry counters
     pub counters: Counters,
-    /// resident memory in bytes, refreshed by a background task (0 = unknown)
-    pub rss_bytes: AtomicU64,
     /// `pipeline.memory_limit_mib`: refuses from 90 % of it, admits again below 80 %
     pub memory: MemoryGate,
     /// revision → earliest pipeline run start, across all pairs (lead time)
@@ -158,7 +156,6 @@ impl Shared {
             metric_streams: AtomicUsize::new(0),
             started_ns,
             counters: Counters::default(),
-            rss_bytes: AtomicU64::new(0),
             memory: MemoryGate::new(set.memory_limit),
             revisions: Default::default(),
         })
