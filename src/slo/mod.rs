@@ -58,9 +58,25 @@ pub struct Objective {
     pub kind: usize,
     /// target as a fraction (0.999)
     pub target: f64,
+    /// the allowed bad fraction 1 − target, exact to the decimals written (0.001)
+    pub allowed: f64,
 }
 
 impl Objective {
+    /// The objective of `kind` for a target written in percent (99.9).
+    ///
+    /// The allowed bad fraction is (100 − p)/100 rounded to 1e-12: 99.9 is not exact in
+    /// binary, so 1 − 99.9/100 is 0.000999999999999889 and a burn of exactly 1 (9 bad in
+    /// 9,000) would come out as 1.0000000000001 and fire a rule that asks for more than 1.
+    /// Rounded, 9 bad in 9,000 burn exactly 1.
+    pub fn from_percent(kind: usize, percent: f64) -> Self {
+        Objective {
+            kind,
+            target: percent / 100.0,
+            allowed: ((100.0 - percent) * 1e10).round() / 1e12,
+        }
+    }
+
     /// Bad requests of a window for this objective.
     pub fn bad(&self, c: &Counts) -> u64 {
         if self.kind == 0 {
@@ -75,7 +91,7 @@ impl Objective {
         if c.requests == 0 {
             return 0.0;
         }
-        (self.bad(c) as f64 / c.requests as f64) / (1.0 - self.target)
+        (self.bad(c) as f64 / c.requests as f64) / self.allowed
     }
 
     /// Error budget remaining over the SLO window: 1 − bad/(requests·(1 − target)); 1
@@ -84,7 +100,7 @@ impl Objective {
         if c.requests == 0 {
             return 1.0;
         }
-        1.0 - self.bad(c) as f64 / (c.requests as f64 * (1.0 - self.target))
+        1.0 - self.bad(c) as f64 / (c.requests as f64 * self.allowed)
     }
 }
 
@@ -205,16 +221,10 @@ impl SloState {
     pub fn new(cfg: &SloConfig, lookback: u64) -> Option<Self> {
         let mut objectives = Vec::new();
         if let Some(a) = cfg.objectives.availability {
-            objectives.push(Objective {
-                kind: 0,
-                target: a / 100.0,
-            });
+            objectives.push(Objective::from_percent(0, a));
         }
         if let Some(l) = &cfg.objectives.latency {
-            objectives.push(Objective {
-                kind: 1,
-                target: l.target / 100.0,
-            });
+            objectives.push(Objective::from_percent(1, l.target));
         }
         if objectives.is_empty() {
             return None;
@@ -482,4 +492,25 @@ pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     Some(sorted[k - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burn_of_exactly_the_allowed_fraction_is_exactly_one() {
+        for (percent, allowed) in [(99.9, 0.001), (99.95, 0.0005), (99.0, 0.01), (90.0, 0.1)] {
+            let o = Objective::from_percent(0, percent);
+            assert_eq!(o.allowed, allowed, "{percent}");
+            let n = (1.0 / allowed).round() as u64 * 9;
+            let c = Counts {
+                requests: n,
+                errors: 9,
+                good: n,
+            };
+            assert_eq!(o.burn(&c), 1.0, "{percent}: 9 bad in {n}");
+            assert_eq!(o.budget_remaining(&c), 0.0, "{percent}");
+        }
+    }
 }
