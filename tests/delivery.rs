@@ -929,3 +929,104 @@ fn lead_time_joins_runs_of_another_pair_arriving_before_or_after_the_deployment(
         "{d:?}"
     );
 }
+
+#[test]
+fn explicit_records_and_detections_merge_in_either_order_within_the_window_only() {
+    // api in prod, a request a minute for a day. change_failure_window 1h, quiet 10m.
+    // Each case deploys a new version by switching all traffic to it (the detection at
+    // its first span) and/or sends an explicit log record for it:
+    //   v2  detection at 1h, record `failed` 20m later: one deployment, failed
+    //   v3  record `succeeded` at 4h, detection 10m later: one deployment, succeeded
+    //   v4  detection at 7h, record 90m later: two deployments (≥ the window apart)
+    //   v5  record at 11h, detection 2h later: two deployments
+    //   v6  detection at 16h, an outage 75m later (after the window): succeeded
+    //   v7  detection at 20h, an outage 20m later: failed
+    let at = |h: u64, m: u64| T0 + h * HOUR + m * MIN;
+    let switches = [
+        (at(1, 0), "2"),
+        (at(4, 10), "3"),
+        (at(7, 0), "4"),
+        (at(13, 0), "5"),
+        (at(16, 0), "6"),
+        (at(20, 0), "7"),
+    ];
+    let records = [
+        (at(1, 20), "2", "failed"),
+        (at(4, 0), "3", "succeeded"),
+        (at(8, 30), "4", "succeeded"),
+        (at(11, 0), "5", "succeeded"),
+    ];
+    let outages = [(at(17, 15), at(17, 30)), (at(20, 20), at(20, 35))];
+    let mut run = Run::new();
+    let mut pending: Vec<Sp> = Vec::new();
+    for m in 0..24 * 60 {
+        let t = T0 + m * MIN;
+        for &(rt, version, status) in records.iter().filter(|r| r.0 == t) {
+            if !pending.is_empty() {
+                run.deliver(&std::mem::take(&mut pending));
+            }
+            run.clock.set(run.clock.now_ns().max(rt + S));
+            let n = run.deliver_logs(&logs(
+                &[
+                    ("service.name", "api"),
+                    ("deployment.environment.name", "prod"),
+                ],
+                vec![log(
+                    rt,
+                    rt,
+                    &[("deployment.status", status), ("service.version", version)],
+                )],
+            ));
+            assert_eq!(n, 1);
+        }
+        let version = switches
+            .iter()
+            .rev()
+            .find(|s| s.0 <= t)
+            .map_or("1", |s| s.1);
+        let mut s = req(t, "api", version);
+        s.err = outages.iter().any(|o| (o.0..o.1).contains(&t));
+        pending.push(s);
+        if pending.len() == 20 {
+            run.deliver(&std::mem::take(&mut pending));
+        }
+    }
+    if !pending.is_empty() {
+        run.deliver(&pending);
+    }
+    // The last deployment (20h) is decided at 21h10m, before the last span.
+    let api = run.pair("api");
+    assert_eq!(api.slo.as_ref().unwrap().incidents_total, 2, "two outages");
+
+    let mut deps: Vec<(u64, String, String)> = run
+        .events
+        .iter()
+        .filter(|e| e.kind == "deployment" && &*e.service == "api")
+        .map(|e| {
+            (
+                e.time_ns,
+                e.version.clone().unwrap_or_default(),
+                e.result.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    deps.sort();
+    let d = |t: u64, v: &str, r: &str| (t, v.to_string(), r.to_string());
+    assert_eq!(
+        deps,
+        vec![
+            d(at(1, 0), "2", "failed"),
+            d(at(4, 0), "3", "succeeded"),
+            d(at(7, 0), "4", "succeeded"),
+            d(at(8, 30), "4", "succeeded"),
+            d(at(11, 0), "5", "succeeded"),
+            d(at(13, 0), "5", "succeeded"),
+            d(at(16, 0), "6", "succeeded"),
+            d(at(20, 0), "7", "failed"),
+        ],
+        "one deployment per merged pair, two when the window apart; outcomes"
+    );
+    assert_eq!(api.delivery.decided, [6, 2], "succeeded, failed");
+    assert_eq!(api.delivery.change_failure, Some(0.25), "2 of 8 decided");
+    assert_eq!(api.delivery.pending, 0);
+}

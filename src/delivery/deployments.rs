@@ -158,14 +158,32 @@ pub struct Deployment {
     pub revision: String,
     /// lead time once a matching pipeline run is known
     pub lead_time: Option<u64>,
-    /// the lead time has gone into the cumulative sum and count (once a deployment is
-    /// both decided and matched, whichever comes last)
+    /// the lead time has gone into the cumulative sum and count (when first known)
     #[serde(default)]
     pub lead_counted: bool,
     /// outcome
     pub outcome: Outcome,
     /// undone by a rollback within the change failure window
     pub rolled_back: bool,
+}
+
+impl Deployment {
+    /// A deployment detected at `time`: `version` started reporting while `previous` did.
+    fn detected(time: u64, version: Arc<str>, previous: Option<Arc<str>>) -> Self {
+        Deployment {
+            time,
+            revision: version.to_string(),
+            version,
+            previous,
+            rollback: false,
+            id: None,
+            status: None,
+            lead_time: None,
+            lead_counted: false,
+            outcome: Outcome::Pending,
+            rolled_back: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -338,24 +356,45 @@ fn json_str(s: &str) -> String {
 }
 
 impl Delivery {
+    /// The pair reported an event at `time` (a span, a duration or pipeline-run point,
+    /// with or without a version): deployment frequency counts from the earliest.
+    pub fn seen(&mut self, time: u64) {
+        if self.first_seen == 0 || time < self.first_seen {
+            self.first_seen = time;
+        }
+    }
+
     /// A resource of this pair reported `version` with spans ending in `[first, last]`.
     /// Returns true when it records a (version-change) deployment.
     pub fn observe_version(&mut self, version: &str, first: u64, last: u64, r: &Rules) -> bool {
-        if self.first_seen == 0 || first < self.first_seen {
-            self.first_seen = first;
-        }
+        self.seen(first);
         if version.is_empty() {
             return false;
         }
-        if let Some(v) = self.versions.iter_mut().find(|v| &*v.name == version) {
-            if !v.reported {
-                // Announced by an explicit record (already a deployment): now it runs.
-                v.reported = true;
-                v.first_seen = first;
-                self.current = Some(v.name.clone());
-            }
+        if let Some(i) = self.versions.iter().position(|v| &*v.name == version) {
+            let v = &mut self.versions[i];
             v.last_seen = v.last_seen.max(last);
-            return false;
+            if v.reported {
+                return false;
+            }
+            // Announced by an explicit record (already a deployment): now it runs. Its
+            // first report is that same deployment when less than change_failure_window
+            // after the record; later, it is a deployment of its own (as a detection
+            // before a record that far away is), when another version reports.
+            let announced = v.first_seen;
+            v.reported = true;
+            v.first_seen = first;
+            let name = v.name.clone();
+            let previous = self.current.replace(name.clone());
+            let reporting = self
+                .versions
+                .iter()
+                .any(|o| o.reported && o.name != name && o.last_seen + r.quiet >= first);
+            if first.abs_diff(announced) < r.change_failure_window || !reporting {
+                return false;
+            }
+            self.record(Deployment::detected(first, name, previous), r);
+            return true;
         }
         // A new version: a deployment when another version was reporting.
         let reporting = self
@@ -384,22 +423,7 @@ impl Delivery {
             // version went quiet: SPEC §5 records a deployment only while another reports.
             return false;
         }
-        self.record(
-            Deployment {
-                time: first,
-                version: name,
-                previous,
-                rollback: false,
-                id: None,
-                status: None,
-                revision: version.to_string(),
-                lead_time: None,
-                lead_counted: false,
-                outcome: Outcome::Pending,
-                rolled_back: false,
-            },
-            r,
-        );
+        self.record(Deployment::detected(first, name, previous), r);
         true
     }
 
@@ -527,11 +551,6 @@ impl Delivery {
                 Outcome::Succeeded
             };
             self.decided[usize::from(failed)] += 1;
-            if let Some(lt) = d.lead_time {
-                self.lead_sum_s += lt as f64 * 1e-9;
-                self.lead_count += 1;
-                d.lead_counted = true;
-            }
             events.push(deployment_event(d, who));
         }
         self.trim(r);
@@ -540,8 +559,9 @@ impl Delivery {
     /// Lead times of the deployments over the lookback from the runs visible at `at`:
     /// deployment time − the earliest start of a run of its revision that started before
     /// it. A run that arrives later still fills (or lowers) it while the deployment is
-    /// inside the lookback. (The cumulative sum and count take a deployment's lead time
-    /// once: when it is decided, or when its first run arrives after that.)
+    /// inside the lookback. The cumulative sum and count take a deployment's lead time
+    /// once, when it is first known — pending or decided, the same deployments as the
+    /// quantiles — at the value it had then (a counter never goes back).
     pub fn fill_lead_times(&mut self, at: u64, revisions: &RevisionIndex, r: &Rules) {
         let (generation, max_floor) = revisions.state();
         if self.lead_check == Some((generation, true)) {
@@ -561,7 +581,7 @@ impl Delivery {
             if d.lead_time.is_none_or(|old| lt < old) {
                 d.lead_time = Some(lt);
             }
-            if d.outcome != Outcome::Pending && !d.lead_counted {
+            if !d.lead_counted {
                 self.lead_sum_s += lt as f64 * 1e-9;
                 self.lead_count += 1;
                 d.lead_counted = true;

@@ -48,9 +48,10 @@ impl ShardCore {
                     }
                 }
             }
-            let version = r.version.as_str(buf);
-            if last > 0 && !version.is_empty() && !self.pairs[pid as usize].unknown {
+            if last > 0 {
+                // unknown_service* pairs are seen but never detect versions
                 let p = &mut self.pairs[pid as usize];
+                let version = if p.unknown { "" } else { r.version.as_str(buf) };
                 p.delivery
                     .observe_version(version, first, last, &self.set.delivery);
             }
@@ -183,6 +184,7 @@ impl ShardCore {
                     good,
                 };
                 mw.add(pt.time_ns, &c);
+                p.delivery.seen(pt.time_ns);
                 if p.threshold_ns.is_some() {
                     p.metric_bound_ns = Some(pt.bound_ns);
                 }
@@ -218,6 +220,7 @@ impl ShardCore {
                 let (count, sum_s, counts) = self.streams.delta_runs(rp, start, idle_horizon);
                 let p = &mut self.pairs[pid as usize];
                 p.last_event = p.last_event.max(rp.time_ns.min(now));
+                p.delivery.seen(rp.time_ns.min(now));
                 if !p.delivery.pipeline_histogram(
                     &rp.name,
                     &rp.result,
