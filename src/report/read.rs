@@ -241,18 +241,11 @@ fn cfr(failed: u64, succeeded: u64) -> Option<f64> {
     (decided > 0).then(|| failed as f64 / decided as f64)
 }
 
-/// The median (mean of the middle two for an even count); None when empty.
+/// The nearest-rank median (the lower of the middle two for an even count), the
+/// definition the live process uses too (`docs/slo.md`, "Medians"); None when empty.
 pub fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    crate::slo::nearest_rank(v, 0.5)
 }
 
 fn day_row(service: &str, env: &str, day: i64, d: &DayAgg, m: &Mapping, events: bool) -> DayRow {
@@ -618,6 +611,10 @@ mod tests {
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&mut []), None);
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(
+            median(&mut [4.0, 1.0, 2.0, 3.0]),
+            Some(2.0),
+            "the lower middle"
+        );
     }
 }
