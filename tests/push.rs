@@ -5,24 +5,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::sinks::{prom_query, start_prometheus, start_sink};
 use common::{config_yaml, http_request, metric, Proc};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
@@ -30,100 +19,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-
-// ------------------------------------------------------------------ capturing server
-
-/// What the capturing server received: metrics requests with the transport and the
-/// `x-tenant` header they came with, and trace requests.
-#[derive(Default)]
-struct Captured {
-    metrics: Mutex<Vec<(&'static str, Option<String>, ExportMetricsServiceRequest)>>,
-    traces: Mutex<Vec<ExportTraceServiceRequest>>,
-}
-
-#[derive(Clone)]
-struct Sink(Arc<Captured>);
-
-#[tonic::async_trait]
-impl MetricsService for Sink {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let tenant = req
-            .metadata()
-            .get("x-tenant")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        let m = req.into_inner();
-        self.0.metrics.lock().unwrap().push(("grpc", tenant, m));
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Sink {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.traces.lock().unwrap().push(req.into_inner());
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-/// Starts a server answering OTLP/gRPC (metrics, traces) and OTLP/HTTP `/v1/metrics` on
-/// one OS-chosen port, on `rt`.
-fn start_sink(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Captured>) {
-    let captured = Arc::new(Captured::default());
-    let sink = Sink(captured.clone());
-    let http_sink = captured.clone();
-    let app = tonic::service::Routes::new(MetricsServiceServer::new(sink.clone()))
-        .add_service(TraceServiceServer::new(sink))
-        .into_axum_router()
-        .route(
-            "/v1/metrics",
-            axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
-                let c = http_sink.clone();
-                async move {
-                    assert_eq!(
-                        headers.get("content-type").unwrap(),
-                        "application/x-protobuf"
-                    );
-                    let tenant = headers
-                        .get("x-tenant")
-                        .and_then(|v| v.to_str().ok())
-                        .map(String::from);
-                    let m = ExportMetricsServiceRequest::decode(body).unwrap();
-                    c.metrics.lock().unwrap().push(("http", tenant, m));
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        ExportMetricsServiceResponse::default().encode_to_vec(),
-                    )
-                }
-            }),
-        );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-            });
-        }
-    });
-    (addr, captured)
-}
 
 /// Polls `f` every 100 ms for at most `secs` seconds.
 fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -504,13 +399,13 @@ fn shutdown_pushes_once_more_and_own_telemetry_sends_metrics_and_sdk_spans() {
     p.wait_metrics(20, |m| {
         metric(m, "momentum_sli_requests_total", &[]) == Some(total as f64)
     });
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         exported.metrics.lock().unwrap().is_empty(),
         "no push before 1h"
     );
     assert!(p.stop().success());
 
+    // Exactly one push in the whole run: none while running, the final one at the stop.
     let pushes = exported.metrics.lock().unwrap();
     assert_eq!(pushes.len(), 1, "exactly the final push");
     assert_eq!(total_requests(&pushes[0].2), Some(total as f64));
@@ -570,84 +465,6 @@ fn shutdown_pushes_once_more_and_own_telemetry_sends_metrics_and_sdk_spans() {
 }
 
 // ------------------------------------------------------------------ (c) remote write
-
-/// A real Prometheus with the remote-write receiver, on a free port, stopped on drop.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn prometheus_bin() -> std::path::PathBuf {
-    std::env::var_os("MOMENTUM_PROMETHEUS")
-        .map(Into::into)
-        .expect("MOMENTUM_PROMETHEUS is not set: run the suite through ./test.sh")
-}
-
-fn start_prometheus() -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    // The OS picks the port; the tiny window before Prometheus binds it is acceptable.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(prometheus_bin())
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let mut p = Prometheus {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let ready = wait_for(30, || {
-        if let Ok(Some(status)) = p.child.try_wait() {
-            panic!("prometheus exited: {status}");
-        }
-        std::net::TcpStream::connect(&p.addr).ok()?;
-        let (s, _, _) = http_request(&p.addr, "GET", "/-/ready", &[], &[]);
-        (s == 200).then_some(())
-    });
-    assert!(ready.is_some(), "prometheus did not become ready");
-    p
-}
-
-/// `(labels, value)` of every series of an instant query.
-fn prom_query(addr: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
-    let (s, _, body) = http_request(addr, "GET", &format!("/api/v1/query?query={q}"), &[], &[]);
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["metric"].clone(),
-                r["value"][1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn remote_write_into_real_prometheus_matches_metrics_endpoint() {

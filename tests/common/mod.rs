@@ -2,6 +2,8 @@
 //! talk to it over real sockets, stop it with a signal.
 #![allow(dead_code)]
 
+pub mod sinks;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -27,12 +29,18 @@ pub fn config_yaml(extra: &str) -> String {
 impl Proc {
     /// Starts the binary with `yaml` as its config and waits for its ready line.
     pub fn start(yaml: &str) -> Proc {
+        Self::start_with_env(yaml, &[])
+    }
+
+    /// As [`Proc::start`], with extra environment variables (the test hooks).
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Proc {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("momentum.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_momentum"))
             .args(["run", "--config"])
             .arg(&cfg)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -77,19 +85,17 @@ impl Proc {
         body
     }
 
-    /// Polls /metrics until `f` accepts it (at most `secs` seconds).
+    /// Polls /metrics until `f` accepts it; panics, with the last text, after `secs`
+    /// seconds (a wait never ends silently).
     pub fn wait_metrics(&self, secs: u64, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
+        poll(secs, "/metrics to satisfy the test's condition", |last| {
             let m = self.metrics();
             if f(&m) {
-                return m;
+                return Some(m);
             }
-            if Instant::now() > deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            *last = format!("last /metrics:\n{m}");
+            None
+        })
     }
 }
 
