@@ -258,12 +258,18 @@ async fn bad_input_gets_the_spec_status_and_is_counted() {
         "a valid request leaves partial_success unset"
     );
 
+    // Waited for as a whole: every shard has counted what it was given.
     let m = p.wait_metrics(10, |m| {
+        let v = |n| metric(m, n, &[]).unwrap_or(-1.0);
         metric(
             m,
             "momentum_sli_requests_total",
             &[("service_name", "unknown_service")],
         ) == Some(1.0)
+            && v("momentum_receiver_accepted_spans_total")
+                == v("momentum_pipeline_processed_spans_total")
+                    + v("momentum_pipeline_late_spans_total")
+                    + v("momentum_pipeline_invalid_spans_total")
     });
     assert_eq!(
         metric(

@@ -4,6 +4,9 @@
 //! replay without the restart. The clocks start from the restored checkpoint, so no span
 //! after the restart is late, and the windows, burn rates, budgets, the incident that
 //! spans the restart and its time to restore are the same (see `docs/event-time.md`).
+//! Restored at once: the open incident, the page alert that was firing (its gauge, not a
+//! new start), and the revision index — a CI run before the restart gives the lead time
+//! of a deployment after it.
 
 mod common;
 
@@ -33,14 +36,26 @@ fn spans(from: u64, till: u64, outage: (u64, u64)) -> Vec<(u64, bool, bool)> {
     out
 }
 
-/// Requests of 60 s of event time.
-fn requests(spans: &[(u64, bool, bool)]) -> Vec<ExportTraceServiceRequest> {
+/// The version ledger runs at `t`: 7, then 8 from `deploy` on.
+fn version(t: u64, deploy: u64) -> &'static str {
+    if t < deploy {
+        "7"
+    } else {
+        "8"
+    }
+}
+
+/// Requests of 60 s of event time, a resource per version.
+fn requests(spans: &[(u64, bool, bool)], deploy: u64) -> Vec<ExportTraceServiceRequest> {
     spans
-        .chunk_by(|a, b| a.0 / MIN == b.0 / MIN)
+        .chunk_by(|a, b| a.0 / MIN == b.0 / MIN && version(a.0, deploy) == version(b.0, deploy))
         .map(|chunk| ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![kv("service.name", "ledger"), kv("service.version", "7")],
+                    attributes: vec![
+                        kv("service.name", "ledger"),
+                        kv("service.version", version(chunk[0].0, deploy)),
+                    ],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
@@ -68,6 +83,38 @@ fn requests(spans: &[(u64, bool, bool)]) -> Vec<ExportTraceServiceRequest> {
         .collect()
 }
 
+/// The CI run that built revision 8, of another service (`ci`), from `start` for 4
+/// minutes.
+fn ci_run(start: u64) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "ci")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![9; 16],
+                    span_id: vec![9; 8],
+                    name: "pipeline build".into(),
+                    kind: span::SpanKind::Server as i32,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + 4 * MIN,
+                    attributes: vec![
+                        kv("cicd.pipeline.name", "build"),
+                        kv("cicd.pipeline.result", "success"),
+                        kv("cicd.pipeline.run.id", "run-8"),
+                        kv("vcs.ref.head.revision", "8"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 /// The pair's document once its SLO window holds `requests`, without what restarts with
 /// the process (counters) and the latency sketches of the open minute.
 fn state(p: &Proc, requests: usize) -> Value {
@@ -89,6 +136,7 @@ fn state(p: &Proc, requests: usize) -> Value {
                 "slo": v["slo"],
                 "current_version": v["delivery"]["current_version"],
                 "deployments": v["delivery"]["deployments_in_lookback"],
+                "lead_time": v["delivery"]["lead_time_median_seconds"],
             }))
         },
     )
@@ -110,7 +158,20 @@ fn a_restart_in_the_middle_of_an_outage_changes_nothing_but_the_counters() {
     let from = end - 240 * MIN;
     let outage = (end - 20 * MIN, end - 10 * MIN);
     let split = outage.0 + 5 * MIN;
+    // Version 8 from 8 minutes before the end (after the restart), built by a CI run of
+    // another service 3 hours before it (before the restart).
+    let deploy = end - 8 * MIN;
+    let run_start = deploy - 180 * MIN;
     let all = spans(from, end, outage);
+    // The run goes in time order, after the minutes of requests up to its end: sent
+    // first, its end would move the fleet clock past the first hour of requests and make
+    // them late.
+    let with_run = |mut reqs: Vec<ExportTraceServiceRequest>| {
+        let at = ((run_start + 4 * MIN - from) / MIN) as usize;
+        assert!(at < reqs.len());
+        reqs.insert(at, ci_run(run_start));
+        reqs
+    };
     let cut = all.partition_point(|s| s.0 < split);
     let errors = all.iter().filter(|s| s.1).count();
     assert!(errors > 100, "the outage fails {errors} requests");
@@ -125,7 +186,7 @@ fn a_restart_in_the_middle_of_an_outage_changes_nothing_but_the_counters() {
     // Without a restart.
     let dir = tempfile::tempdir().unwrap();
     let p = Proc::start(&yaml(dir.path()));
-    grpc_export(&p.grpc, requests(&all));
+    grpc_export(&p.grpc, with_run(requests(&all, deploy)));
     let straight = state(&p, all.len());
     assert_eq!(late(&p), 0.0);
     assert!(p.stop().success());
@@ -133,20 +194,42 @@ fn a_restart_in_the_middle_of_an_outage_changes_nothing_but_the_counters() {
     // With SIGTERM five minutes into the outage and a restart on the same archive.
     let dir = tempfile::tempdir().unwrap();
     let p = Proc::start(&yaml(dir.path()));
-    grpc_export(&p.grpc, requests(&all[..cut]));
+    grpc_export(&p.grpc, with_run(requests(&all[..cut], deploy)));
     let before = state(&p, cut);
     assert!(
         !before["slo"]["incident"].is_null(),
         "the incident is open at the SIGTERM: {before}"
     );
     assert!(p.stop().success());
+    assert_eq!(
+        before["slo"]["objectives"][0]["alerts_firing"][0], "page",
+        "the page fires at the SIGTERM: {before}"
+    );
     let p = Proc::start(&yaml(dir.path()));
     assert_eq!(
-        state(&p, cut)["slo"]["incident"],
-        before["slo"]["incident"],
-        "the open incident is restored"
+        state(&p, cut),
+        before,
+        "the open incident, the firing page, windows and budgets are restored"
     );
-    grpc_export(&p.grpc, requests(&all[cut..]));
+    // The firing page is a gauge of the restored state; the counter of alerts started
+    // restarts at 0 and no new start is counted for an alert that never stopped.
+    let m = p.metrics();
+    let page = [
+        ("service_name", "ledger"),
+        ("objective", "availability"),
+        ("severity", "page"),
+    ];
+    assert_eq!(metric(&m, "momentum_slo_alert", &page), Some(1.0));
+    assert_eq!(metric(&m, "momentum_slo_alerts_total", &page), Some(0.0));
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_recovery_incident_open",
+            &[("service_name", "ledger")]
+        ),
+        Some(1.0)
+    );
+    grpc_export(&p.grpc, requests(&all[cut..], deploy));
     let restarted = state(&p, all.len());
     assert_eq!(late(&p), 0.0, "no span after the restart is late");
     assert!(p.stop().success());
@@ -154,6 +237,12 @@ fn a_restart_in_the_middle_of_an_outage_changes_nothing_but_the_counters() {
     assert!(
         straight["slo"]["incident"].is_null(),
         "the incident resolved: {straight}"
+    );
+    let first_v8 = all.iter().find(|s| s.0 >= deploy).unwrap().0;
+    assert_eq!(
+        straight["lead_time"].as_f64(),
+        Some((first_v8 - run_start) as f64 / 1e9),
+        "lead time of version 8 from its CI run: {straight}"
     );
     let ttr = straight["slo"]["time_to_restore_median_seconds"].as_f64();
     assert!(ttr.is_some_and(|t| t > 600.0), "{straight}");

@@ -270,6 +270,12 @@ struct Files {
     stats: Arc<ArchiveStats>,
     pid: u32,
     seq: u64,
+    /// The crash tests' pause hook (`tests/archive.rs`): with the environment variable
+    /// `MOMENTUM_TEST_ARCHIVE_PAUSE_AT=N`, the N-th file this process writes stops
+    /// halfway — half its rows written to the temp file — and the writer waits there for
+    /// the test's SIGKILL, so a kill lands mid-write every time rather than by luck.
+    /// Unset in any real deployment.
+    pause_at: Option<u64>,
 }
 
 impl Files {
@@ -285,6 +291,9 @@ impl Files {
             stats,
             pid: std::process::id(),
             seq: 0,
+            pause_at: std::env::var("MOMENTUM_TEST_ARCHIVE_PAUSE_AT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -431,7 +440,8 @@ impl Files {
         self.seq += 1;
         let name = layout::file_name(flush_ms, self.pid, self.seq);
         let tmp = layout::temp_path(&dir, &name);
-        let result = write_parquet(&tmp, batch, &self.props);
+        let pause = self.pause_at == Some(self.seq);
+        let result = write_parquet(&tmp, batch, &self.props, pause);
         let result = result.and_then(|bytes| {
             let dest = dir.join(&name);
             std::fs::rename(&tmp, &dest).map_err(io("renaming into place", &dest))?;
@@ -480,11 +490,14 @@ fn writer_properties(c: Compression) -> WriterProperties {
         .build()
 }
 
-/// Encodes `batch` into a new file at `tmp` and fsyncs it; returns its size.
+/// Encodes `batch` into a new file at `tmp` and fsyncs it; returns its size. With `pause`
+/// (the crash tests' hook, [`Files::pause_at`]) it writes half the rows and waits for a
+/// SIGKILL.
 fn write_parquet(
     tmp: &Path,
     batch: &RecordBatch,
     props: &WriterProperties,
+    pause: bool,
 ) -> Result<u64, ArchiveError> {
     // create_new: a leftover of the same name (impossible by construction) is an error,
     // never silently truncated.
@@ -498,6 +511,14 @@ fn write_parquet(
         source,
     };
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(pq)?;
+    if pause {
+        w.write(&batch.slice(0, batch.num_rows() / 2)).map_err(pq)?;
+        w.flush().map_err(pq)?;
+        tracing::warn!(path = %tmp.display(), "MOMENTUM_TEST_ARCHIVE_PAUSE_AT: the writer pauses mid-file");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     w.write(batch).map_err(pq)?;
     let file: File = w.into_inner().map_err(pq)?;
     file.sync_all().map_err(io("fsync of temp file", tmp))?;
