@@ -4,10 +4,12 @@
 //! version-based deployment detection is skipped for `unknown_service*` (it pools
 //! unrelated programs) while a named service with the same versions deploys.
 
+mod common;
+
+use common::kv;
 use momentum::pipeline::inline::Inline;
 use momentum::receiver::Signal;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -15,16 +17,6 @@ use prost::Message;
 const S: u64 = 1_000_000_000;
 const MIN: u64 = 60 * S;
 const T0: u64 = 1_750_000_000 * S;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// One SERVER span ending at `end` under a resource of `attrs`.
 fn request(attrs: &[(&str, &str)], end: u64) -> Vec<u8> {
