@@ -386,10 +386,7 @@ impl Delivery {
             v.first_seen = first;
             let name = v.name.clone();
             let previous = self.current.replace(name.clone());
-            let reporting = self
-                .versions
-                .iter()
-                .any(|o| o.reported && o.name != name && o.last_seen + r.quiet >= first);
+            let reporting = self.reporting_other(&name, first, r).is_some();
             if first.abs_diff(announced) < r.change_failure_window || !reporting {
                 return false;
             }
@@ -397,12 +394,7 @@ impl Delivery {
             return true;
         }
         // A new version: a deployment when another version was reporting.
-        let reporting = self
-            .versions
-            .iter()
-            .filter(|v| v.reported && v.last_seen + r.quiet >= first)
-            .max_by_key(|v| v.last_seen)
-            .map(|v| v.name.clone());
+        let reporting = self.reporting_other(version, first, r);
         let name: Arc<str> = Arc::from(version);
         if self.versions.len() >= r.max_versions {
             // Evict the least recently seen version.
@@ -420,11 +412,21 @@ impl Delivery {
         self.current = Some(name.clone());
         if reporting.is_none() {
             // The first version a pair ever reports, or one that starts after every other
-            // version went quiet: SPEC §5 records a deployment only while another reports.
+            // version went quiet: a deployment is recorded only while another reports.
             return false;
         }
         self.record(Deployment::detected(first, name, previous), r);
         true
+    }
+
+    /// The most recently seen version other than `name` still reporting at `at` (within
+    /// the rollback quiet period of its last report).
+    fn reporting_other(&self, name: &str, at: u64, r: &Rules) -> Option<Arc<str>> {
+        self.versions
+            .iter()
+            .filter(|v| v.reported && &*v.name != name && v.last_seen + r.quiet >= at)
+            .max_by_key(|v| v.last_seen)
+            .map(|v| v.name.clone())
     }
 
     /// An explicit deployment record (a span or log record with `deployment.id` and/or
