@@ -4,13 +4,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::auth::Tokens;
 use crate::export::prometheus;
 use crate::telemetry::Telemetry;
 use crate::view::{merged, OpView, PairView, QUANTILE_WINDOWS, WINDOW_LABELS};
@@ -22,18 +24,37 @@ pub struct Admin {
     pub telemetry: Telemetry,
     /// true once every listener is bound and the shards run; false while shutting down
     pub ready: Arc<AtomicBool>,
+    /// bearer tokens required on `/metrics` and `/api` (`admin.auth`); the probes stay open
+    pub auth: Option<Arc<Tokens>>,
 }
 
 /// The admin router.
 pub fn router(admin: Admin) -> axum::Router {
-    axum::Router::new()
+    let guarded = axum::Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}", get(service))
         .route("/api/v1/services/{name}/gate", get(gate))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(admin)
+}
+
+/// `admin.auth`: a request to `/metrics` or `/api` without an accepted bearer token gets
+/// 401 and never reaches the handler. `/healthz` and `/readyz` stay open for probes.
+async fn authorize(State(a): State<Admin>, req: Request, next: Next) -> Response {
+    match &a.auth {
+        Some(t) if !t.allows(req.headers()) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or invalid bearer token\n",
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 async fn metrics(State(a): State<Admin>, headers: HeaderMap) -> Response {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::archive::spans::SpanArchiver;
 use crate::archive::{self, ArchiveSender, ArchiveStats};
+use crate::auth::{AuthError, Tokens};
 use crate::config::Config;
 use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::export::otlp::OtlpPush;
@@ -28,13 +29,24 @@ use crate::pipeline::router::Router;
 use crate::pipeline::{Settings, Shared};
 use crate::receiver::{self, Receiver, RefusalCounters};
 use crate::telemetry::{ExporterStats, Telemetry};
+use crate::tls::{ServerTls, TlsError};
+
+/// What SIGHUP re-reads.
+#[derive(Default)]
+struct Reload {
+    tls: Vec<Arc<ServerTls>>,
+    tokens: Vec<Arc<Tokens>>,
+}
 
 /// Errors starting the processor.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// a configured feature this build does not implement yet
-    #[error("{0} is configured but not supported by this build yet: remove it from the config")]
-    Unsupported(&'static str),
+    /// a TLS certificate, key or CA file cannot be used
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// a bearer token file cannot be used
+    #[error("auth: {0}")]
+    Auth(#[from] AuthError),
     /// an exporter could not be built from its config
     #[error("{0}")]
     Exporter(#[from] BuildError),
@@ -64,6 +76,8 @@ pub struct App {
     pub http_addr: SocketAddr,
     /// bound admin address
     pub admin_addr: SocketAddr,
+    /// certificates and tokens SIGHUP re-reads
+    reload: Reload,
     /// the router (tests flush through it)
     pub router: Arc<Router>,
     /// shared clocks and counters
@@ -222,15 +236,25 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 impl App {
     /// Starts everything on the current tokio runtime.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
-        // Refuse, rather than silently ignore, settings whose implementation has not
-        // landed: a user who asked for TLS or auth must not get a plaintext open port.
+        // Certificates and tokens first: a file that cannot be used stops the start
+        // before anything listens.
         let o = &config.receivers.otlp;
-        if o.tls.is_some() || config.admin.tls.is_some() {
-            return Err(StartError::Unsupported("tls"));
-        }
-        if o.auth.is_some() || config.admin.auth.is_some() {
-            return Err(StartError::Unsupported("auth"));
-        }
+        let otlp_tls = o.tls.as_ref().map(ServerTls::load).transpose()?;
+        let admin_tls = config.admin.tls.as_ref().map(ServerTls::load).transpose()?;
+        let otlp_auth = o.auth.as_ref().map(Tokens::load).transpose()?;
+        let admin_auth = config.admin.auth.as_ref().map(Tokens::load).transpose()?;
+        let reload = Reload {
+            tls: [&otlp_tls, &admin_tls]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            tokens: [&otlp_auth, &admin_auth]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        };
         let config = Arc::new(config);
         let set = Arc::new(Settings::from_config(config.clone()));
         let shared = Shared::new(clock, &set);
@@ -290,6 +314,9 @@ impl App {
             refused.clone(),
             forwarder,
         );
+        if let Some(t) = otlp_auth {
+            rx = rx.with_auth(t);
+        }
         let mut span_archive = None;
         if config.archive.spans {
             let (a, task) = SpanArchiver::start(archive_tx.clone(), archive_stats.clone());
@@ -351,6 +378,7 @@ impl App {
                 stop_rx.clone(),
                 grace,
                 otlp_conns.clone(),
+                otlp_tls.clone(),
             )),
             tokio::spawn(serve(
                 http,
@@ -358,16 +386,19 @@ impl App {
                 stop_rx.clone(),
                 grace,
                 otlp_conns,
+                otlp_tls,
             )),
             tokio::spawn(serve(
                 adm,
                 admin::router(Admin {
                     telemetry,
                     ready: ready.clone(),
+                    auth: admin_auth,
                 }),
                 stop_rx.clone(),
                 grace,
                 ConnLimit::new(ADMIN_CONNECTIONS),
+                admin_tls,
             )),
         ];
         ready.store(true, Ordering::Relaxed);
@@ -375,6 +406,7 @@ impl App {
             grpc_addr,
             http_addr,
             admin_addr,
+            reload,
             router,
             shared,
             ready,
@@ -393,6 +425,25 @@ impl App {
             span_archive,
             shutdown_timeout: Duration::from_nanos(config.shutdown_timeout.as_nanos()),
         })
+    }
+
+    /// SIGHUP: re-reads the certificates and token files. A file that cannot be used is
+    /// logged and the one in use stays; open connections are not touched (a new TLS
+    /// handshake gets the new certificate, the next request is checked against the new
+    /// tokens).
+    pub fn reload(&self) {
+        for t in &self.reload.tls {
+            match t.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!("TLS certificate not reloaded, the old one stays: {e}"),
+            }
+        }
+        for t in &self.reload.tokens {
+            match t.reload() {
+                Ok(n) => tracing::info!(tokens = n, "bearer tokens reloaded"),
+                Err(e) => tracing::error!("bearer tokens not reloaded, the old ones stay: {e}"),
+            }
+        }
     }
 
     /// Shutdown in steps (see the README's operations section):
@@ -511,6 +562,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     limit: ConnLimit,
+    tls: Option<Arc<ServerTls>>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -541,6 +593,7 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let svc = TowerToHyperService::new(router.clone());
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let acceptor = tls.as_ref().map(|t| t.acceptor());
                 conns.spawn(async move {
                     let _permit = permit;
                     // A connection that sends nothing gives its slot back.
@@ -549,6 +602,21 @@ async fn serve(
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }
+                    let Some(acceptor) = acceptor else {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let _ = watcher.watch(conn).await;
+                        return;
+                    };
+                    // The handshake has the same deadline: a client that stalls in it
+                    // (or speaks plaintext to a TLS port) gives its slot back.
+                    let stream = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });

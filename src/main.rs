@@ -211,15 +211,16 @@ fn run(cfg: Config) -> ExitCode {
             app.grpc_addr, app.http_addr, app.admin_addr
         );
         tracing::info!(grpc = %app.grpc_addr, http = %app.http_addr, admin = %app.admin_addr, "listening");
-        signals.wait().await;
+        signals.wait(&app).await;
         tracing::info!("shutting down");
         app.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM and SIGINT, registered before the process says it is ready.
-struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+/// SIGTERM and SIGINT (shutdown) and SIGHUP (re-read certificates and token files),
+/// registered before the process says it is ready.
+struct Signals(Option<[tokio::signal::unix::Signal; 3]>);
 
 impl Signals {
     fn install() -> Self {
@@ -227,20 +228,28 @@ impl Signals {
         match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            (Ok(term), Ok(int), Ok(hup)) => Signals(Some([term, int, hup])),
             _ => Signals(None),
         }
     }
 
-    async fn wait(self) {
-        let Some((mut term, mut int)) = self.0 else {
+    /// Waits for SIGTERM or SIGINT, reloading on every SIGHUP meanwhile.
+    async fn wait(self, app: &App) {
+        let Some([mut term, mut int, mut hup]) = self.0 else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading certificates and tokens");
+                    app.reload();
+                }
+            }
         }
     }
 }

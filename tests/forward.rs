@@ -903,12 +903,22 @@ fn retryable_answers_are_retried_after_the_delay_the_next_hop_asks_for() {
 }
 
 #[test]
-fn unsupported_or_bad_exporter_settings_stop_the_start() {
-    for (exporter, words) in [
-        ("    endpoint: https://127.0.0.1:1\n", "TLS"),
+fn bad_exporter_settings_stop_the_start() {
+    for (exporter, words, code) in [
         (
-            "    endpoint: http://127.0.0.1:1\n    tls: { ca_file: /nonexistent }\n",
-            "TLS",
+            "    endpoint: https://127.0.0.1:1\n    tls: { ca_file: /nonexistent }\n",
+            "/nonexistent",
+            1,
+        ),
+        (
+            "    endpoint: https://127.0.0.1:1\n    tls: { cert_file: /tmp/c.pem }\n",
+            "cert_file and key_file must be set together",
+            2, // a config error: `momentum validate` says it too
+        ),
+        (
+            "    endpoint: http://127.0.0.1:1\n    headers: { \"bad header\": x }\n",
+            "invalid HTTP header name",
+            2,
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -924,7 +934,7 @@ fn unsupported_or_bad_exporter_settings_stop_the_start() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(code), "{words}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(words), "{err}");
     }

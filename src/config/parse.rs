@@ -225,12 +225,16 @@ impl Parser {
                     TelemetryOtlpConfig {
                         endpoint: p.required(f, "endpoint", placeholder_url()).0,
                         interval: p.or(f, "interval", TELEMETRY_DEFAULT_INTERVAL),
+                        tls: p.client_tls(f),
+                        headers: p.headers(f),
                     }
                 });
                 TelemetryConfig {
                     otlp: otlp.unwrap_or(TelemetryOtlpConfig {
                         endpoint: placeholder_url().0,
                         interval: TELEMETRY_DEFAULT_INTERVAL,
+                        tls: None,
+                        headers: BTreeMap::new(),
                     }),
                 }
             }),
@@ -289,6 +293,17 @@ impl Parser {
                 key_file: key.unwrap_or_default(),
                 client_ca_file: p.get(f, "client_ca_file"),
             }
+        })
+    }
+
+    /// `tls` of an exporter (the OpenTelemetry Collector's names).
+    fn client_tls(&mut self, f: &mut Fields<'_>) -> Option<ClientTlsConfig> {
+        let path = f.path("tls");
+        self.optional_section(f.take("tls"), &path, |p, f| ClientTlsConfig {
+            ca_file: p.get(f, "ca_file"),
+            cert_file: p.get(f, "cert_file"),
+            key_file: p.get(f, "key_file"),
+            insecure_skip_verify: p.or(f, "insecure_skip_verify", false),
         })
     }
 
@@ -412,6 +427,7 @@ impl Parser {
                 RemoteWriteConfig {
                     endpoint: p.required(f, "endpoint", placeholder_url()).0,
                     interval: p.or(f, "interval", EXPORT_DEFAULT_INTERVAL),
+                    tls: p.client_tls(f),
                     headers: p.headers(f),
                 }
             });
@@ -430,18 +446,13 @@ impl Parser {
             None => vec![Signal::Traces, Signal::Metrics, Signal::Logs],
             Some(v) => self.forward(v, &forward_path),
         };
-        let tls_path = f.path("tls");
         let queue_path = f.path("queue");
         OtlpExporterConfig {
             endpoint: self.required(f, "endpoint", placeholder_url()).0,
             protocol: self.or(f, "protocol", OtlpProtocol::Grpc),
             interval: self.or(f, "interval", EXPORT_DEFAULT_INTERVAL),
             forward,
-            tls: self.optional_section(f.take("tls"), &tls_path, |p, f| ClientTlsConfig {
-                ca_file: p.get(f, "ca_file"),
-                cert_file: p.get(f, "cert_file"),
-                key_file: p.get(f, "key_file"),
-            }),
+            tls: self.client_tls(f),
             headers: self.headers(f),
             queue: self
                 .section(f.take("queue"), &queue_path, |p, f| {

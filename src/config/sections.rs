@@ -90,6 +90,9 @@ pub struct ClientTlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
     pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only: anyone on the path can read and
+    /// change the data).
+    pub insecure_skip_verify: bool,
 }
 
 /// Bearer-token authentication.
@@ -377,6 +380,8 @@ pub struct RemoteWriteConfig {
     pub endpoint: String,
     /// Push period.
     pub interval: Duration,
+    /// Client TLS; `None` = the URL scheme decides, with system roots.
+    pub tls: Option<ClientTlsConfig>,
     /// Extra HTTP headers (e.g. `Authorization`).
     pub headers: BTreeMap<String, String>,
 }
@@ -491,4 +496,8 @@ pub struct TelemetryOtlpConfig {
     pub endpoint: String,
     /// Push period.
     pub interval: Duration,
+    /// Client TLS; `None` = the URL scheme decides, with system roots.
+    pub tls: Option<ClientTlsConfig>,
+    /// Extra headers (gRPC metadata), e.g. `authorization`.
+    pub headers: BTreeMap<String, String>,
 }

@@ -94,15 +94,30 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
                 v.error(&format!("exporters.otlp.forward[{i}]"), "listed twice");
             }
         }
-        if let Some(tls) = &o.tls {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                v.error(
-                    "exporters.otlp.tls",
-                    "cert_file and key_file must be set together",
-                );
-            }
-        }
         v.at_least("exporters.otlp.queue.max_mib", o.queue.max_mib, 1);
+    }
+
+    let client_tls = [
+        (
+            "exporters.otlp.tls",
+            c.exporters.otlp.as_ref().and_then(|o| o.tls.as_ref()),
+        ),
+        (
+            "exporters.remote_write.tls",
+            c.exporters
+                .remote_write
+                .as_ref()
+                .and_then(|o| o.tls.as_ref()),
+        ),
+        (
+            "telemetry.otlp.tls",
+            c.telemetry.as_ref().and_then(|t| t.otlp.tls.as_ref()),
+        ),
+    ];
+    for (path, tls) in client_tls {
+        if tls.is_some_and(|t| t.cert_file.is_some() != t.key_file.is_some()) {
+            v.error(path, "cert_file and key_file must be set together");
+        }
     }
 
     let a = &c.archive;

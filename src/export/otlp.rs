@@ -30,7 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::families::{collect, Family, Kind, Value};
 use super::push::{self, BuildError, ExportError, HttpClient, Spans, Target};
-use crate::config::{OtlpExporterConfig, OtlpProtocol};
+use crate::config::{ClientTlsConfig, OtlpExporterConfig, OtlpProtocol};
 use crate::telemetry::{ExporterStats, Telemetry};
 
 /// `service.name` of momentum's own resource.
@@ -230,31 +230,22 @@ pub enum Client {
 }
 
 impl Client {
-    /// A client for `endpoint` (`http://host:port`, no TLS yet). The gRPC channel connects
-    /// on first use, so a next hop that is down at start-up is not a start-up failure.
-    /// Must be called on a tokio runtime.
+    /// A client for `endpoint` (`http://` or `https://`) with the exporter's client
+    /// `tls`; `path` is its config key. The gRPC channel connects on first use, so a next
+    /// hop that is down at start-up is not a start-up failure. Must be called on a tokio
+    /// runtime.
     pub fn new(
         path: &str,
         endpoint: &str,
         protocol: OtlpProtocol,
         headers: HeaderMap,
+        tls: Option<&ClientTlsConfig>,
     ) -> Result<Client, BuildError> {
-        push::plaintext_only(&format!("{path}.endpoint"), endpoint)?;
         Ok(match protocol {
-            OtlpProtocol::Grpc => {
-                let channel = Endpoint::from_shared(endpoint.to_string())
-                    .map_err(|e| BuildError::Endpoint {
-                        path: format!("{path}.endpoint"),
-                        message: e.to_string(),
-                    })?
-                    .connect_timeout(Duration::from_secs(10))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                Client::Grpc {
-                    client: MetricsServiceClient::new(channel),
-                    metadata: MetadataMap::from_headers(headers),
-                }
-            }
+            OtlpProtocol::Grpc => Client::Grpc {
+                client: MetricsServiceClient::new(channel(path, endpoint, tls)?),
+                metadata: MetadataMap::from_headers(headers),
+            },
             OtlpProtocol::Http => {
                 let mut headers = headers;
                 headers.insert(
@@ -262,7 +253,7 @@ impl Client {
                     HeaderValue::from_static("application/x-protobuf"),
                 );
                 Client::Http {
-                    client: push::http_client(),
+                    client: push::http_client(path, endpoint, tls)?,
                     url: format!("{}/v1/metrics", endpoint.trim_end_matches('/')),
                     headers,
                 }
@@ -319,6 +310,23 @@ impl Client {
     }
 }
 
+/// A lazily connected gRPC channel to `endpoint` over the exporter's connector (TLS for
+/// `https://` or when `tls` is set, HTTP/2 by ALPN).
+pub fn channel(
+    path: &str,
+    endpoint: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Channel, BuildError> {
+    let connector = push::connector(path, endpoint, tls, crate::tls::Alpn::H2)?;
+    Ok(Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| BuildError::Endpoint {
+            path: format!("{path}.endpoint"),
+            message: e.to_string(),
+        })?
+        .connect_timeout(push::CONNECT_TIMEOUT)
+        .connect_with_connector_lazy(connector))
+}
+
 /// gRPC statuses retryable per the OTLP specification; RESOURCE_EXHAUSTED only when the
 /// server says when to come back.
 fn grpc_error(s: tonic::Status) -> ExportError {
@@ -353,19 +361,21 @@ pub struct OtlpPush {
 }
 
 impl OtlpPush {
-    /// Builds the exporter from `exporters.otlp` (TLS is refused until it lands). Must be
-    /// called on a tokio runtime.
+    /// Builds the exporter from `exporters.otlp`. Must be called on a tokio runtime.
     pub fn new(
         cfg: &OtlpExporterConfig,
         telemetry: Telemetry,
         stats: std::sync::Arc<ExporterStats>,
         spans: Spans,
     ) -> Result<OtlpPush, BuildError> {
-        if cfg.tls.is_some() {
-            return Err(BuildError::Unsupported("exporters.otlp.tls".into()));
-        }
         let headers = push::header_map("exporters.otlp.headers", &cfg.headers)?;
-        let client = Client::new("exporters.otlp", &cfg.endpoint, cfg.protocol, headers)?;
+        let client = Client::new(
+            "exporters.otlp",
+            &cfg.endpoint,
+            cfg.protocol,
+            headers,
+            cfg.tls.as_ref(),
+        )?;
         Ok(OtlpPush {
             target: Target {
                 stats,

@@ -18,7 +18,7 @@ use opentelemetry::trace::{
     Link, SpanKind, TraceContextExt, TraceId, TraceState, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SamplingDecision, SamplingResult, SdkTracerProvider,
@@ -119,11 +119,14 @@ impl OwnTelemetry {
     pub fn new(cfg: &TelemetryConfig, telemetry: Telemetry) -> Result<OwnTelemetry, BuildError> {
         let endpoint = &cfg.otlp.endpoint;
         let path = "telemetry.otlp";
-        let client = Client::new(path, endpoint, OtlpProtocol::Grpc, Default::default())?;
+        let tls = cfg.otlp.tls.as_ref();
+        let headers = push::header_map("telemetry.otlp.headers", &cfg.otlp.headers)?;
+        let client = Client::new(path, endpoint, OtlpProtocol::Grpc, headers.clone(), tls)?;
         let interval = Duration::from_nanos(cfg.otlp.interval.as_nanos());
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint.clone())
+            .with_channel(otlp::channel(path, endpoint, tls)?)
+            .with_metadata(tonic::metadata::MetadataMap::from_headers(headers))
             .with_timeout(interval.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| BuildError::Endpoint {

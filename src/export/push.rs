@@ -17,7 +17,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _};
@@ -26,7 +25,9 @@ use opentelemetry_sdk::trace::SdkTracer;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::config::ClientTlsConfig;
 use crate::telemetry::ExporterStats;
+use crate::tls;
 
 /// Why an export attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +66,14 @@ pub enum BuildError {
         /// header name
         name: String,
     },
-    /// a setting this build does not implement yet
-    #[error("{0} is configured but not supported by this build yet")]
-    Unsupported(String),
+    /// the client TLS cannot be set up
+    #[error("{path}: {source}")]
+    Tls {
+        /// config key path of the exporter's `tls`
+        path: String,
+        /// why
+        source: crate::tls::TlsError,
+    },
     /// an endpoint the client cannot use
     #[error("{path}: {message}")]
     Endpoint {
@@ -94,17 +100,6 @@ pub fn header_map(
         map.insert(name, value);
     }
     Ok(map)
-}
-
-/// Refuses `https://` endpoints: client TLS has not landed yet, and sending in plaintext
-/// what the user asked to encrypt would be worse than not starting.
-pub fn plaintext_only(path: &str, endpoint: &str) -> Result<(), BuildError> {
-    if endpoint.starts_with("https://") {
-        return Err(BuildError::Unsupported(format!(
-            "{path}: https (client TLS)"
-        )));
-    }
-    Ok(())
 }
 
 /// The trace of export calls: `None` unless `telemetry.otlp` is configured.
@@ -237,15 +232,34 @@ where
 }
 
 /// The HTTP/1.1 client of the HTTP push exporters.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<tls::Connector, Full<Bytes>>;
 
-/// A client with pooled connections.
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new()).build(connector)
+/// A client with pooled connections for `endpoint`, with the client TLS `tls` of the
+/// exporter at config key `path`.
+pub fn http_client(
+    path: &str,
+    endpoint: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<HttpClient, BuildError> {
+    let connector = connector(path, endpoint, tls, tls::Alpn::Http1)?;
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
+
+/// The connector of the exporter at config key `path` (`{path}.tls` in errors).
+pub fn connector(
+    path: &str,
+    endpoint: &str,
+    tls: Option<&ClientTlsConfig>,
+    alpn: tls::Alpn,
+) -> Result<tls::Connector, BuildError> {
+    tls::connector(endpoint, tls, alpn, CONNECT_TIMEOUT).map_err(|source| BuildError::Tls {
+        path: format!("{path}.tls"),
+        source,
+    })
+}
+
+/// How long a push exporter waits for a TCP connection (and TLS handshake).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest response body read (receivers answer with little or nothing).
 const MAX_RESPONSE: usize = 1 << 20;

@@ -174,15 +174,14 @@ pub struct RemoteWrite {
 }
 
 impl RemoteWrite {
-    /// Builds the exporter from `exporters.remote_write` (https is refused until client
-    /// TLS lands).
+    /// Builds the exporter from `exporters.remote_write`.
     pub fn new(
         cfg: &RemoteWriteConfig,
         telemetry: Telemetry,
         stats: Arc<ExporterStats>,
         spans: Spans,
     ) -> Result<RemoteWrite, BuildError> {
-        push::plaintext_only("exporters.remote_write.endpoint", &cfg.endpoint)?;
+        let client = push::http_client("exporters.remote_write", &cfg.endpoint, cfg.tls.as_ref())?;
         let mut headers = push::header_map("exporters.remote_write.headers", &cfg.headers)?;
         for (k, v) in [
             ("content-encoding", "snappy"),
@@ -201,7 +200,7 @@ impl RemoteWrite {
                 url: cfg.endpoint.clone(),
                 spans,
             },
-            client: push::http_client(),
+            client,
             url: cfg.endpoint.clone(),
             headers,
             telemetry,

@@ -46,6 +46,7 @@ async fn handle(State(rx): State<Arc<Receiver>>, signal: Signal, req: Request) -
 }
 
 async fn export(rx: &Receiver, signal: Signal, req: Request) -> Result<Bytes, Status> {
+    rx.authenticate(req.headers()).map_err(to_status)?;
     let ct = req
         .headers()
         .get(http::header::CONTENT_TYPE)

@@ -37,6 +37,14 @@ async fn handle(State(rx): State<Arc<Receiver>>, signal: Signal, req: Request) -
         .unwrap_or("")
         .to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
+    // Before anything else: an unauthenticated client learns nothing of the request.
+    if let Err(r) = rx.authenticate(req.headers()) {
+        let format = match mime {
+            "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
+            _ => Format::Json,
+        };
+        return error(format, r);
+    }
     let format = match mime {
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
@@ -170,6 +178,12 @@ fn error(format: Format, r: Refused) -> Response {
         ),
     };
     let mut resp = (status, [(http::header::CONTENT_TYPE, ct)], Body::from(body)).into_response();
+    if r.reason == Reason::Unauthenticated {
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
+    }
     if r.reason.retryable() {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

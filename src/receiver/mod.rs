@@ -131,6 +131,8 @@ pub struct Receiver {
     span_archive: Option<crate::archive::spans::SpanArchiver>,
     /// request bytes being read or decoded (`receivers.otlp.max_inflight_mib`)
     pub inflight: Arc<inflight::Inflight>,
+    /// the accepted bearer tokens, when `receivers.otlp.auth` is set
+    auth: Option<Arc<crate::auth::Tokens>>,
 }
 
 impl Receiver {
@@ -165,6 +167,29 @@ impl Receiver {
             forward,
             span_archive: None,
             inflight,
+            auth: None,
+        }
+    }
+
+    /// Requires a bearer token of `tokens` on every request.
+    pub fn with_auth(mut self, tokens: Arc<crate::auth::Tokens>) -> Self {
+        self.auth = Some(tokens);
+        self
+    }
+
+    /// Checks the bearer token before anything of the request is read: a refusal is
+    /// counted (as one span: nothing of the body is known) and says nothing about which
+    /// part failed.
+    pub fn authenticate(&self, headers: &::http::HeaderMap) -> Result<(), Refused> {
+        match &self.auth {
+            Some(t) if !t.allows(headers) => {
+                self.count_refused(Reason::Unauthenticated, None);
+                Err(Refused::new(
+                    Reason::Unauthenticated,
+                    "missing or invalid bearer token",
+                ))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! talk to it over real sockets, stop it with a signal.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod sinks;
 
 use std::io::{BufRead, BufReader, Read, Write};

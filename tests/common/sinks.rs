@@ -28,6 +28,14 @@ use super::{http_request, poll};
 pub struct Captured {
     pub metrics: Mutex<Vec<(&'static str, Option<String>, ExportMetricsServiceRequest)>>,
     pub traces: Mutex<Vec<ExportTraceServiceRequest>>,
+    /// the `authorization` header of every request, in arrival order
+    pub authorization: Mutex<Vec<Option<String>>>,
+}
+
+fn authorization(m: &tonic::metadata::MetadataMap) -> Option<String> {
+    m.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
 }
 
 #[derive(Clone)]
@@ -44,6 +52,8 @@ impl MetricsService for Sink {
             .get("x-tenant")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
+        let auth = authorization(req.metadata());
+        self.0.authorization.lock().unwrap().push(auth);
         let m = req.into_inner();
         self.0.metrics.lock().unwrap().push(("grpc", tenant, m));
         Ok(tonic::Response::new(Default::default()))
@@ -56,6 +66,8 @@ impl TraceService for Sink {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let auth = authorization(req.metadata());
+        self.0.authorization.lock().unwrap().push(auth);
         self.0.traces.lock().unwrap().push(req.into_inner());
         Ok(tonic::Response::new(Default::default()))
     }
@@ -64,12 +76,42 @@ impl TraceService for Sink {
 /// Starts a server answering OTLP/gRPC (metrics, traces) and OTLP/HTTP `/v1/metrics` on
 /// one OS-chosen port, on `rt`.
 pub fn start_sink(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Captured>) {
+    start_sink_tls(rt, None)
+}
+
+/// As [`start_sink`], over TLS with `tls` when given.
+pub fn start_sink_tls(
+    rt: &tokio::runtime::Runtime,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (SocketAddr, Arc<Captured>) {
     let captured = Arc::new(Captured::default());
     let sink = Sink(captured.clone());
     let http_sink = captured.clone();
+    let http_traces = captured.clone();
     let app = tonic::service::Routes::new(MetricsServiceServer::new(sink.clone()))
         .add_service(TraceServiceServer::new(sink))
         .into_axum_router()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+                let c = http_traces.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    c.authorization.lock().unwrap().push(auth);
+                    c.traces
+                        .lock()
+                        .unwrap()
+                        .push(ExportTraceServiceRequest::decode(body).unwrap());
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
+                }
+            }),
+        )
         .route(
             "/v1/metrics",
             axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
@@ -83,6 +125,11 @@ pub fn start_sink(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Captured>) {
                         .get("x-tenant")
                         .and_then(|v| v.to_str().ok())
                         .map(String::from);
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    c.authorization.lock().unwrap().push(auth);
                     let m = ExportMetricsServiceRequest::decode(body).unwrap();
                     c.metrics.lock().unwrap().push(("http", tenant, m));
                     (
@@ -102,12 +149,24 @@ pub fn start_sink(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Captured>) {
                 continue;
             };
             let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(
+                let builder = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+                );
+                match tls {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = builder.serve_connection(io, svc).await;
+                    }
+                    Some(t) => {
+                        let Ok(s) = tokio_rustls::TlsAcceptor::from(t).accept(stream).await else {
+                            return;
+                        };
+                        let io = hyper_util::rt::TokioIo::new(s);
+                        let _ = builder.serve_connection(io, svc).await;
+                    }
+                }
             });
         }
     });

@@ -16,18 +16,18 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::config::OtlpProtocol;
+use crate::config::{ClientTlsConfig, OtlpProtocol};
 use crate::receiver::grpc::{LOGS_PATH, METRICS_PATH, TRACES_PATH};
 use crate::receiver::Signal;
+use crate::tls::{self, TlsError};
 
 /// How long one attempt may take, connect to last byte.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,7 +73,7 @@ impl SendError {
 
 /// The next hop, as configured.
 pub struct Client {
-    http: hyper_util::client::legacy::Client<HttpConnector, Payload>,
+    http: hyper_util::client::legacy::Client<tls::Connector, Payload>,
     protocol: OtlpProtocol,
     /// `scheme://authority` and the endpoint's path without a trailing `/`
     origin: String,
@@ -82,14 +82,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `endpoint` (an `http://` URL; validated by the caller) with extra
-    /// `headers`.
+    /// A client for `endpoint` (an `http://` or `https://` URL; validated by the caller)
+    /// with extra `headers` and client `tls`.
     pub fn new(
         endpoint: &Uri,
         protocol: OtlpProtocol,
         headers: HeaderMap,
+        tls: Option<&ClientTlsConfig>,
         concurrency: usize,
-    ) -> Client {
+    ) -> Result<Client, TlsError> {
         let mut b = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
         b.pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(concurrency);
@@ -97,17 +98,19 @@ impl Client {
             // gRPC over cleartext is HTTP/2 with prior knowledge.
             b.http2_only(true);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
+        let alpn = match protocol {
+            OtlpProtocol::Grpc => tls::Alpn::H2,
+            OtlpProtocol::Http => tls::Alpn::Http1,
+        };
+        let connector = tls::connector(&endpoint.to_string(), tls, alpn, ATTEMPT_TIMEOUT)?;
         let authority = endpoint.authority().map(|a| a.as_str()).unwrap_or("");
-        Client {
+        Ok(Client {
             http: b.build(connector),
             protocol,
             origin: format!("{}://{authority}", endpoint.scheme_str().unwrap_or("http")),
             prefix: endpoint.path().trim_end_matches('/').to_string(),
             headers,
-        }
+        })
     }
 
     /// The URL a request of `signal` goes to.
@@ -328,20 +331,6 @@ fn log_partial_success(msg: &[u8]) {
     }
 }
 
-/// Headers from the config (validated at parse time; an invalid pair is skipped).
-pub fn header_map(headers: &std::collections::BTreeMap<String, String>) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            map.insert(k, v);
-        }
-    }
-    map
-}
-
 /// A request body of at most two frames (the gRPC frame header, then the payload), with
 /// its exact length known so the client sends `content-length`.
 pub struct Payload {
@@ -385,6 +374,7 @@ impl http_body::Body for Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
 
     fn grpc_status(code: Code, details: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -536,13 +526,13 @@ mod tests {
     #[test]
     fn urls_follow_the_protocol() {
         let uri: Uri = "http://127.0.0.1:4317/".parse().unwrap();
-        let c = Client::new(&uri, OtlpProtocol::Grpc, HeaderMap::new(), 1);
+        let c = Client::new(&uri, OtlpProtocol::Grpc, HeaderMap::new(), None, 1).unwrap();
         assert_eq!(
             c.url(Signal::Logs),
             "http://127.0.0.1:4317/opentelemetry.proto.collector.logs.v1.LogsService/Export"
         );
         let uri: Uri = "http://collector:4318/otlp".parse().unwrap();
-        let c = Client::new(&uri, OtlpProtocol::Http, HeaderMap::new(), 1);
+        let c = Client::new(&uri, OtlpProtocol::Http, HeaderMap::new(), None, 1).unwrap();
         assert_eq!(
             c.url(Signal::Metrics),
             "http://collector:4318/otlp/v1/metrics"

@@ -60,11 +60,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Why the forwarder cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardStartError {
-    /// TLS to the next hop is not implemented yet.
-    #[error(
-        "exporters.otlp: TLS to the next hop (https:// or tls:) is not supported by this build yet"
-    )]
-    Tls,
+    /// the client TLS cannot be set up
+    #[error("exporters.otlp.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// a header that is not a valid HTTP header
+    #[error("{0}")]
+    Header(#[from] crate::export::push::BuildError),
     /// the endpoint is not a usable URL
     #[error("exporters.otlp.endpoint: {0}")]
     Endpoint(String),
@@ -230,9 +231,6 @@ impl Forwarder {
         if cfg.forward.is_empty() {
             return Ok(None);
         }
-        if cfg.tls.is_some() || cfg.endpoint.starts_with("https://") {
-            return Err(ForwardStartError::Tls);
-        }
         let endpoint: http::Uri = cfg
             .endpoint
             .parse()
@@ -302,9 +300,10 @@ impl Forwarder {
         let client = Client::new(
             &endpoint,
             cfg.protocol,
-            client::header_map(&cfg.headers),
+            crate::export::push::header_map("exporters.otlp.headers", &cfg.headers)?,
+            cfg.tls.as_ref(),
             CONCURRENCY,
-        );
+        )?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
