@@ -307,3 +307,159 @@ async fn bad_input_gets_the_spec_status_and_is_counted() {
     assert_eq!(accepted, 5.0);
     assert!(p.stop().success());
 }
+
+/// One request of each signal (protobuf) whose span attribute, data point attribute or
+/// log body nests `depth` kvlists.
+fn deep_requests(depth: usize) -> [Vec<u8>; 3] {
+    use common::field;
+    use opentelemetry_proto::tonic::metrics::v1::{number_data_point, Metric, NumberDataPoint};
+    let value = common::deep_kvlist(depth);
+    let mut attr = Vec::new();
+    field(&mut attr, 0x0a, b"deep"); // KeyValue.key
+    field(&mut attr, 0x12, &value); // KeyValue.value
+    let now = now_ns();
+    let resource = Resource {
+        attributes: vec![kv("service.name", "deep-svc")],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Protobuf fields concatenate: the deep part is appended to an ordinary message.
+    let mut span = server_span("GET /", now - 2_000_000, now - 1_000_000).encode_to_vec();
+    field(&mut span, 0x4a, &attr); // Span.attributes
+    let mut rs = Vec::new();
+    field(&mut rs, 0x0a, &resource);
+    let mut ss = Vec::new();
+    field(&mut ss, 0x12, &span);
+    field(&mut rs, 0x12, &ss);
+    let mut traces = Vec::new();
+    field(&mut traces, 0x0a, &rs);
+
+    let mut dp = NumberDataPoint {
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsInt(1)),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    field(&mut dp, 0x3a, &attr); // NumberDataPoint.attributes
+    let mut gauge = Vec::new();
+    field(&mut gauge, 0x0a, &dp);
+    let mut metric = Metric {
+        name: "g".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    field(&mut metric, 0x2a, &gauge); // Metric.gauge
+    let mut sm = Vec::new();
+    field(&mut sm, 0x12, &metric);
+    let mut rm = Vec::new();
+    field(&mut rm, 0x0a, &resource);
+    field(&mut rm, 0x12, &sm);
+    let mut metrics = Vec::new();
+    field(&mut metrics, 0x0a, &rm);
+
+    let mut record = Vec::new();
+    field(&mut record, 0x2a, &value); // LogRecord.body
+    let mut sl = Vec::new();
+    field(&mut sl, 0x12, &record);
+    let mut rl = Vec::new();
+    field(&mut rl, 0x0a, &resource);
+    field(&mut rl, 0x12, &sl);
+    let mut logs = Vec::new();
+    field(&mut logs, 0x0a, &rl);
+    [traces, metrics, logs]
+}
+
+/// OTLP/JSON traces whose span attribute nests `depth` kvlists.
+fn deep_json(depth: usize) -> String {
+    let now = now_ns();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"deep-svc"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"GET /","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{{"key":"deep","value":{}{{"stringValue":"x"}}{}}}]}}]}}]}}]}}"#,
+        now - 2_000_000,
+        now - 1_000_000,
+        r#"{"kvlistValue":{"values":[{"key":"k","value":"#.repeat(depth - 1),
+        "}]}}".repeat(depth - 1),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_nesting_is_refused_over_both_transports_and_the_next_request_is_counted() {
+    let p = Proc::start(&common::config_yaml(""));
+    const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    let mut refused = 0.0;
+    // 100,000 levels: the lean decoder (traces), prost (metrics, logs) and serde_json
+    // (OTLP/JSON) each refuse it without recursing into it; 20 levels: under prost's and
+    // serde_json's limits, over the lean decoder's 16.
+    for depth in [100_000, 20] {
+        let [traces, metrics, logs] = deep_requests(depth);
+        for (path, body) in [("/v1/traces", &traces), ("/v1/metrics", &metrics)] {
+            if path == "/v1/metrics" && depth == 20 {
+                continue; // prost's 100 message levels hold 20 kvlists: accepted
+            }
+            let (s, _, b) = post(&p, path, &[PB], body);
+            assert_eq!(s, 400, "{path} {depth}: {}", String::from_utf8_lossy(&b));
+            refused += 1.0;
+        }
+        for (path, body) in [(TRACES, &traces), (LOGS, &logs)] {
+            if path == LOGS && depth == 20 {
+                continue;
+            }
+            let (status, _) = grpc_call(&p.grpc, path, &[], frame(0, body)).await;
+            assert_eq!(status, 3, "{path} {depth}: INVALID_ARGUMENT");
+            refused += 1.0;
+        }
+        let json = deep_json(depth);
+        let (s, _, b) = post(
+            &p,
+            "/v1/traces",
+            &[("content-type", "application/json")],
+            json.as_bytes(),
+        );
+        assert_eq!(s, 400, "JSON {depth}: {}", String::from_utf8_lossy(&b));
+        refused += 1.0;
+    }
+    // The lean decoder says what it refused.
+    let [traces, _, _] = deep_requests(20);
+    let (_, _, b) = post(&p, "/v1/traces", &[PB], &traces);
+    refused += 1.0;
+    assert!(String::from_utf8_lossy(&b).contains("nested deeper than 16"));
+    // 16 levels pass, and the next valid request is counted.
+    let ok = deep_json(16);
+    let (s, _, _) = post(
+        &p,
+        "/v1/traces",
+        &[("content-type", "application/json")],
+        ok.as_bytes(),
+    );
+    assert_eq!(s, 200);
+    let req = request(
+        Some("deep-svc"),
+        vec![server_span(
+            "GET /",
+            now_ns() - 2_000_000,
+            now_ns() - 1_000_000,
+        )],
+    );
+    let (s, _, _) = post(&p, "/v1/traces", &[PB], &req.encode_to_vec());
+    assert_eq!(s, 200);
+    let m = p.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_receiver_refused_requests_total",
+            &[("reason", "decode")]
+        ),
+        Some(refused),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "momentum_receiver_accepted_spans_total",
+            &[("transport", "http")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(p.stop().success());
+}

@@ -44,9 +44,14 @@
 //! span names, attribute keys of spans and resources, the values of resource attributes,
 //! the span attribute values it extracts, and status messages.
 //!
-//! Fields skipped wholesale are **not** validated: trace/span ids, `trace_state`, events,
-//! links, scopes, span attributes it does not extract, and arrays/kvlists nested in
-//! attribute values. So this reader accepts a few requests a full protobuf decoder would
+//! Attribute values nested deeper than [`MAX_VALUE_DEPTH`] (arrays and kvlists inside
+//! each other, in any attribute of a resource, scope, span, event or link) are a
+//! [`DecodeError`]: a hostile nesting is refused here, before a protobuf decoder
+//! downstream (the span archive, the next hop) meets it.
+//!
+//! Fields skipped wholesale are **not** validated beyond that: trace/span ids,
+//! `trace_state`, events, links, scopes, span attributes it does not extract, and
+//! arrays/kvlists nested in attribute values. So this reader accepts a few requests a full protobuf decoder would
 //! refuse (invalid UTF-8 inside an event, say); it accepts everything such a decoder
 //! accepts, with the same protobuf semantics (last scalar wins, repeated occurrences of a
 //! singular message field merge, unknown fields — groups included — are skipped).
@@ -157,6 +162,12 @@ pub enum DecodeError {
         /// offset of the group that is one too deep
         at: usize,
     },
+    /// Attribute values (arrays, kvlists) nested deeper than [`MAX_VALUE_DEPTH`].
+    #[error("attribute values nested deeper than {MAX_VALUE_DEPTH} levels at byte {at}")]
+    ValueTooDeep {
+        /// offset of the value that is one too deep
+        at: usize,
+    },
     /// A body too large to address with 32-bit offsets.
     #[error("request body of {len} bytes is over the 4 GiB a batch can address")]
     TooLarge {
@@ -171,6 +182,13 @@ pub enum DecodeError {
 /// The deepest nesting of (unknown, skipped) protobuf groups accepted; protobuf decoders
 /// such as prost refuse more than 100 levels of nesting, so nothing they accept is refused.
 pub const MAX_GROUP_DEPTH: usize = 100;
+
+/// The deepest nesting of `AnyValue`s accepted in any attribute of a trace request
+/// (resource, scope, span, event, link): a value is level 1, each array or kvlist around
+/// it one more. 16 levels of kvlists inside an event attribute are 51 levels of protobuf
+/// messages, well inside the 100 that prost (the span archive's decoder) and most
+/// protobuf decoders allow, so whatever this reader accepts the next hop can decode.
+pub const MAX_VALUE_DEPTH: usize = 16;
 
 /// Decodes an `ExportTraceServiceRequest` (or `TracesData`: same wire form) into a batch
 /// whose [`Str`]s point into `buf`. See the module docs for what is extracted and checked.
@@ -299,6 +317,11 @@ impl Decoder<'_> {
                     let (s, e) = self.w.len_range(&mut c)?;
                     self.span(s, e)?;
                 }
+                // the scope: only the nesting of its attributes (field 3) is checked
+                0x0a => {
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    self.attrs_depth(s, e, 3)?;
+                }
                 _ => self
                     .w
                     .other(&mut c, "ScopeSpans", &[(2, LEN)], field, wt, at)?,
@@ -419,6 +442,12 @@ impl Decoder<'_> {
                 let (s, e) = self.w.len_range(c)?;
                 self.status(s, e, &mut f.code)?;
             }
+            // events (attributes in field 3) and links (field 4): only the nesting of
+            // their attribute values is checked
+            0x5a | 0x6a => {
+                let (s, e) = self.w.len_range(c)?;
+                self.attrs_depth(s, e, if tag == 0x5a { 3 } else { 4 })?;
+            }
             _ => self.w.other(c, "Span", SPAN, field, wt, at)?,
         }
         Ok(())
@@ -469,6 +498,11 @@ impl Decoder<'_> {
         if k == Key::Other || k == Key::Task {
             self.w.utf8(key.0, key.1, "attribute key")?;
             if k == Key::Other && !all_values {
+                // not extracted: a string or an int needs no look; anything else, only
+                // its nesting
+                if self.w.canonical_any(value.0, value.1).is_none() {
+                    self.any_depth(value.0, value.1, 1)?;
+                }
                 return Ok(());
             }
         }
@@ -519,7 +553,7 @@ impl Decoder<'_> {
         }
         let k = classify(self.w.buf.get(key.0..key.1).unwrap_or(b""));
         if k == Key::Other && !all_values {
-            return Ok(());
+            return self.kv_depth(s, e, 1);
         }
         let mut v = Val::None;
         if values == 1 {
@@ -573,10 +607,87 @@ impl Decoder<'_> {
                 }
                 5..=7 => {
                     expect(wt, LEN, "AnyValue", field, at)?;
-                    self.w.len_range(&mut c)?;
+                    let (s, e) = self.w.len_range(&mut c)?;
+                    if field != 7 {
+                        self.list_depth(field, s, e, 1)?;
+                    }
                     *v = Val::Other;
                 }
                 _ => self.w.skip(&mut c, field, wt, at)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The nesting check of attribute values the reader does not otherwise read. Recursive,
+/// but never deeper than [`MAX_VALUE_DEPTH`] levels of values (three calls each): a
+/// hostile nesting is refused long before the stack could matter. Fields other than the
+/// nesting ones are skipped as everywhere else.
+impl Decoder<'_> {
+    /// The `KeyValue` attributes (field `attrs`) of an event, link or scope at `[s, e)`.
+    fn attrs_depth(&self, s: usize, e: usize, attrs: u32) -> Result<(), DecodeError> {
+        let mut c = Cur::new(self.w.buf, s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            if field == attrs && wt == LEN {
+                let (s, e) = self.w.len_range(&mut c)?;
+                self.kv_depth(s, e, 1)?;
+            } else {
+                self.w.skip(&mut c, field, wt, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A `KeyValue` whose value (field 2) is at `depth`.
+    fn kv_depth(&self, s: usize, e: usize, depth: usize) -> Result<(), DecodeError> {
+        let mut c = Cur::new(self.w.buf, s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            if field == 2 && wt == LEN {
+                let (s, e) = self.w.len_range(&mut c)?;
+                self.any_depth(s, e, depth)?;
+            } else {
+                self.w.skip(&mut c, field, wt, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An `AnyValue` at `depth`.
+    fn any_depth(&self, s: usize, e: usize, depth: usize) -> Result<(), DecodeError> {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(DecodeError::ValueTooDeep { at: s });
+        }
+        let mut c = Cur::new(self.w.buf, s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            if (field == 5 || field == 6) && wt == LEN {
+                let (s, e) = self.w.len_range(&mut c)?;
+                self.list_depth(field, s, e, depth)?;
+            } else {
+                self.w.skip(&mut c, field, wt, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The items (field 1) of an `ArrayValue` (`kind` 5: values) or `KeyValueList` (6:
+    /// key-values) held by an `AnyValue` at `depth`.
+    fn list_depth(&self, kind: u32, s: usize, e: usize, depth: usize) -> Result<(), DecodeError> {
+        let mut c = Cur::new(self.w.buf, s, e);
+        while c.more() {
+            let (field, wt, at) = self.w.key(&mut c)?;
+            if field == 1 && wt == LEN {
+                let (s, e) = self.w.len_range(&mut c)?;
+                if kind == 5 {
+                    self.any_depth(s, e, depth + 1)?;
+                } else {
+                    self.kv_depth(s, e, depth + 1)?;
+                }
+            } else {
+                self.w.skip(&mut c, field, wt, at)?;
             }
         }
         Ok(())

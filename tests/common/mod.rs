@@ -333,3 +333,36 @@ pub fn poll<T>(secs: u64, what: &str, mut f: impl FnMut(&mut String) -> Option<T
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The protobuf bytes of an `AnyValue` nesting `depth` kvlists around a string, built
+/// outside in without prost (whose encoder recurses): for hostile-input tests.
+pub fn deep_kvlist(depth: usize) -> Vec<u8> {
+    let vl = |x: usize| (usize::BITS - (x | 1).leading_zeros()).div_ceil(7) as usize;
+    // lengths, inside out: AnyValue, KeyValue, KeyValueList of each level
+    let (mut av, mut kv, mut kvl) = (vec![3usize], vec![0], vec![0]);
+    for i in 1..depth {
+        kv.push(3 + 1 + vl(av[i - 1]) + av[i - 1]);
+        kvl.push(1 + vl(kv[i]) + kv[i]);
+        av.push(1 + vl(kvl[i]) + kvl[i]);
+    }
+    let put = |b: &mut Vec<u8>, x: usize| prost::encoding::encode_varint(x as u64, b);
+    let mut value = Vec::with_capacity(av[depth - 1]);
+    for i in (1..depth).rev() {
+        value.push(0x32); // kvlist_value
+        put(&mut value, kvl[i]);
+        value.push(0x0a); // values
+        put(&mut value, kv[i]);
+        value.extend_from_slice(&[0x0a, 0x01, b'k', 0x12]); // key "k", value
+        put(&mut value, av[i - 1]);
+    }
+    value.extend_from_slice(&[0x0a, 0x01, b'x']);
+    assert_eq!(value.len(), av[depth - 1]);
+    value
+}
+
+/// `body` as a length-delimited field with the one-byte key `tag`, appended to `out`.
+pub fn field(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    prost::encoding::encode_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
+}

@@ -1367,3 +1367,92 @@ fn padded_keys_read_like_one_byte_keys() {
         assert_eq!((s.kind, s.start_ns, s.end_ns), (2, 1_000, 3_000));
     }
 }
+
+/// An `AnyValue` of `depth` levels: kvlists (or arrays) around a string.
+fn nested_value(depth: usize, kvlist: bool) -> AnyValue {
+    let mut v = AnyValue {
+        value: Some(Value::StringValue("x".into())),
+    };
+    for _ in 1..depth {
+        v = AnyValue {
+            value: Some(if kvlist {
+                Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue {
+                        key: "k".into(),
+                        value: Some(v),
+                        ..Default::default()
+                    }],
+                })
+            } else {
+                Value::ArrayValue(ArrayValue { values: vec![v] })
+            }),
+        };
+    }
+    v
+}
+
+#[test]
+fn attribute_values_nested_too_deep_are_refused_wherever_they_are() {
+    let attr = |key: &str, depth: usize, kvlist: bool| KeyValue {
+        key: key.into(),
+        value: Some(nested_value(depth, kvlist)),
+        ..Default::default()
+    };
+    // Every place an attribute can be: extracted and skipped span keys, resource, scope,
+    // event and link.
+    let place = |where_: usize, a: KeyValue| {
+        let mut span = span_with(vec![]);
+        let mut resource = Resource::default();
+        let mut scope = None;
+        match where_ {
+            0 => span.attributes.push(a),
+            1 => {
+                let mut a = a;
+                a.key = "http.route".into(); // extracted
+                span.attributes.push(a);
+            }
+            2 => resource.attributes.push(a),
+            3 => {
+                scope = Some(InstrumentationScope {
+                    attributes: vec![a],
+                    ..Default::default()
+                })
+            }
+            4 => span.events.push(Event {
+                attributes: vec![a],
+                ..Default::default()
+            }),
+            _ => span.links.push(Link {
+                attributes: vec![a],
+                ..Default::default()
+            }),
+        }
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![ScopeSpans {
+                    scope,
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    for where_ in 0..6 {
+        for kvlist in [true, false] {
+            let ok = place(where_, attr("deep", MAX_VALUE_DEPTH, kvlist));
+            // what is accepted, prost (the span archive's decoder) decodes too
+            assert!(ExportTraceServiceRequest::decode(&ok[..]).is_ok());
+            let batch = decode(ok, 256).unwrap_or_else(|e| panic!("{where_}: {e}"));
+            assert_eq!(batch.spans.len(), 1);
+            let bad = place(where_, attr("deep", MAX_VALUE_DEPTH + 1, kvlist));
+            let e = decode(bad, 256).expect_err("one level too deep");
+            assert!(
+                matches!(e, DecodeError::ValueTooDeep { .. }),
+                "{where_} {kvlist}: {e}"
+            );
+        }
+    }
+}
