@@ -385,7 +385,6 @@ fn deep_json(depth: usize) -> String {
 async fn deep_nesting_is_refused_over_both_transports_and_the_next_request_is_counted() {
     let p = Proc::start(&common::config_yaml(""));
     const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-    const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     let mut refused = 0.0;
     // 100,000 levels: the lean decoder (traces), prost (metrics, logs) and serde_json
     // (OTLP/JSON) each refuse it without recursing into it; 20 levels: under prost's and
