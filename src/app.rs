@@ -6,9 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +25,7 @@ use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
 use crate::pipeline::{Settings, Shared};
 use crate::receiver::{self, Receiver, RefusalCounters};
+use crate::serve::{serve, ConnLimit, Limits, Listener};
 use crate::telemetry::{ExporterStats, Telemetry};
 use crate::tls::{ServerTls, TlsError};
 
@@ -371,36 +369,38 @@ impl App {
         let otlp_conns = ConnLimit::new(config.receivers.otlp.max_connections as usize);
         let addr = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
         let (grpc_addr, http_addr, admin_addr) = (addr(&grpc), addr(&http), addr(&adm));
-        let servers = vec![
-            tokio::spawn(serve(
-                grpc,
-                receiver::grpc::router(rx.clone()),
-                stop_rx.clone(),
-                grace,
-                otlp_conns.clone(),
-                otlp_tls.clone(),
-            )),
-            tokio::spawn(serve(
-                http,
-                receiver::http::router(rx),
-                stop_rx.clone(),
-                grace,
-                otlp_conns,
-                otlp_tls,
-            )),
-            tokio::spawn(serve(
-                adm,
-                admin::router(Admin {
+        let limits = Limits::from_config(&config.receivers.otlp);
+        let listeners = [
+            Listener {
+                socket: grpc,
+                router: receiver::grpc::router(rx.clone()),
+                conns: otlp_conns.clone(),
+                tls: otlp_tls.clone(),
+                limits: limits.clone(),
+            },
+            Listener {
+                socket: http,
+                router: receiver::http::router(rx),
+                conns: otlp_conns,
+                tls: otlp_tls,
+                limits: limits.clone(),
+            },
+            Listener {
+                socket: adm,
+                router: admin::router(Admin {
                     telemetry,
                     ready: ready.clone(),
                     auth: admin_auth,
                 }),
-                stop_rx.clone(),
-                grace,
-                ConnLimit::new(ADMIN_CONNECTIONS),
-                admin_tls,
-            )),
+                conns: ConnLimit::new(ADMIN_CONNECTIONS),
+                tls: admin_tls,
+                limits,
+            },
         ];
+        let servers = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(serve(l, stop_rx.clone(), grace)))
+            .collect();
         ready.store(true, Ordering::Relaxed);
         Ok(App {
             grpc_addr,
@@ -512,130 +512,6 @@ fn connection_grace(shutdown_timeout: Duration) -> Duration {
 
 /// Connections the admin endpoint serves at once (its own budget, apart from OTLP's).
 const ADMIN_CONNECTIONS: usize = 64;
-
-/// A connection that has sent nothing this long after it was accepted is closed (idle
-/// sockets must not hold connection slots or file descriptors).
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A budget of concurrent connections for one or more listeners.
-#[derive(Clone)]
-struct ConnLimit(Arc<tokio::sync::Semaphore>);
-
-impl ConnLimit {
-    fn new(max: usize) -> Self {
-        ConnLimit(Arc::new(tokio::sync::Semaphore::new(max.max(1))))
-    }
-}
-
-/// Logs accept errors (EMFILE under a flood of connections, …) at most once a second,
-/// with how many were left out.
-#[derive(Default)]
-struct AcceptErrors {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl AcceptErrors {
-    fn note(&mut self, e: &std::io::Error) {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(suppressed = self.suppressed, "accept failed: {e}");
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
-}
-
-/// Serves HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients speak it) until `stop`;
-/// then lets open connections finish their requests for `grace` and closes the rest.
-/// At most `limit` connections are served at once: one beyond it is closed as soon as it
-/// is accepted (the client sees the connection refused and retries), and one that sends
-/// nothing for [`FIRST_BYTE_TIMEOUT`] is closed.
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    limit: ConnLimit,
-    tls: Option<Arc<ServerTls>>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(8 << 20)
-        .max_concurrent_streams(1024);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut conns = tokio::task::JoinSet::new();
-    let mut errors = AcceptErrors::default();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                // finished connections leave the set as new ones come
-                while conns.try_join_next().is_some() {}
-                let (stream, _) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        errors.note(&e);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = limit.0.clone().try_acquire_owned() else {
-                    drop(stream); // over the limit: closed at once, never left hanging
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = TowerToHyperService::new(router.clone());
-                let (builder, watcher) = (builder.clone(), graceful.watcher());
-                let acceptor = tls.as_ref().map(|t| t.acceptor());
-                conns.spawn(async move {
-                    let _permit = permit;
-                    // A connection that sends nothing gives its slot back.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
-                    }
-                    let Some(acceptor) = acceptor else {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                        let _ = watcher.watch(conn).await;
-                        return;
-                    };
-                    // The handshake has the same deadline: a client that stalls in it
-                    // (or speaks plaintext to a TLS port) gives its slot back.
-                    let stream = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!("TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = conns.len(),
-            "connections still open after the shutdown grace: closing them"
-        );
-    }
-    conns.shutdown().await;
-}
 
 /// Resident set size of this process (Linux `/proc/self/statm`).
 pub fn rss_bytes() -> Option<u64> {

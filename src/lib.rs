@@ -40,6 +40,7 @@ pub mod model;
 pub mod pipeline;
 pub mod receiver;
 pub mod report;
+pub mod serve;
 pub mod sli;
 pub mod slo;
 pub mod telemetry;

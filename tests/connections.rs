@@ -84,3 +84,122 @@ fn idle_connections_beyond_the_limit_never_hang_a_client_nor_the_admin_endpoint(
     }
     assert!(p.stop().success());
 }
+
+/// Whether the server has closed `s`: a read answers end of file or a reset within
+/// `secs` seconds (panics if the connection is still open then).
+fn closed_within(s: &mut TcpStream, secs: u64) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut b = [0u8; 256];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an answer or a GOAWAY first
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e) => panic!("still open after {secs} s: {e}"),
+        }
+    }
+}
+
+/// A request body that never sends a byte.
+struct Never;
+
+impl http_body::Body for Never {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn idle_slow_and_silent_clients_do_not_stop_a_normal_one_and_are_closed_after_their_timeouts() {
+    let p = Proc::start(&config_yaml("").replace(
+        "receivers:\n  otlp:\n",
+        "receivers:\n  otlp:\n    max_connections: 2000\n    read_header_timeout: 2s\n    read_timeout: 2s\n    idle_timeout: 3s\n",
+    ));
+    // 1,000 connections that never send a byte, on both OTLP listeners.
+    let mut idle: Vec<TcpStream> = (0..1000)
+        .map(|i| TcpStream::connect(if i % 2 == 0 { &p.http } else { &p.grpc }).unwrap())
+        .collect();
+    // A slowloris client: a request head trickled a header at a time, never finished.
+    let mut slow = TcpStream::connect(&p.http).unwrap();
+    slow.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let trickle = {
+        let mut s = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                if s.write_all(format!("x-slow-{i}: y\r\n").as_bytes())
+                    .is_err()
+                {
+                    return true; // closed by the server
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // An HTTP/2 stream whose body never comes: refused after read_timeout, counted.
+    let silent = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&p.grpc).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            p.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Never)
+        .unwrap();
+        let call = tokio::spawn(send.send_request(req));
+        // Meanwhile a normal client is served on both listeners.
+        assert_eq!(try_request(&p.http, "/v1/traces"), Some(200));
+        let resp = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("the silent stream is answered")
+            .unwrap()
+            .unwrap();
+        resp.headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    assert_eq!(silent.as_deref(), Some("3"), "INVALID_ARGUMENT");
+    drop(rt); // and its HTTP/2 connection with it
+    common::grpc_export(&p.grpc, vec![Default::default()]);
+    // Every idle connection is closed by read_header_timeout, the slowloris one too.
+    for s in &mut idle {
+        assert!(closed_within(s, 30));
+    }
+    assert!(closed_within(&mut slow, 30));
+    assert!(trickle.join().unwrap(), "the slowloris client was cut off");
+    // A served connection that then goes quiet is closed after idle_timeout.
+    let mut quiet = TcpStream::connect(&p.http).unwrap();
+    quiet
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert!(closed_within(&mut quiet, 30));
+    let m = p.metrics();
+    assert!(
+        common::metric(
+            &m,
+            "momentum_receiver_refused_requests_total",
+            &[("reason", "decode")]
+        ) == Some(1.0),
+        "the silent stream is counted once: {m}"
+    );
+    assert!(p.stop().success());
+}

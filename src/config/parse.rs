@@ -258,6 +258,11 @@ impl Parser {
             max_request_mib: self.or(f, "max_request_mib", d.max_request_mib),
             max_inflight_mib: self.or(f, "max_inflight_mib", d.max_inflight_mib),
             max_connections: self.or(f, "max_connections", d.max_connections),
+            max_concurrent_streams: self.or(f, "max_concurrent_streams", d.max_concurrent_streams),
+            max_header_kib: self.or(f, "max_header_kib", d.max_header_kib),
+            read_header_timeout: self.or(f, "read_header_timeout", d.read_header_timeout),
+            read_timeout: self.or(f, "read_timeout", d.read_timeout),
+            idle_timeout: self.or(f, "idle_timeout", d.idle_timeout),
             tls: self.server_tls(f),
             auth: self.auth(f),
         }

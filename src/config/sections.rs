@@ -39,6 +39,17 @@ pub struct OtlpReceiverConfig {
     pub max_inflight_mib: u64,
     /// Connections served at once over both listeners; one beyond it is closed at once.
     pub max_connections: u64,
+    /// HTTP/2 streams (requests) open at once on one connection.
+    pub max_concurrent_streams: u64,
+    /// Largest request head (HTTP/1.1 request line and headers, HTTP/2 header list), KiB.
+    pub max_header_kib: u64,
+    /// A connection's first byte, its TLS handshake and each HTTP/1.1 request head must
+    /// arrive within this (slowloris).
+    pub read_header_timeout: Duration,
+    /// A request body must be read in full within this (streams that never send DATA).
+    pub read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
     /// TLS for both listeners; `None` = plaintext.
     pub tls: Option<TlsConfig>,
     /// Bearer-token auth for both listeners; `None` = open.
@@ -57,6 +68,11 @@ impl Default for OtlpReceiverConfig {
             max_request_mib: 16,
             max_inflight_mib: 256,
             max_connections: 1000,
+            max_concurrent_streams: 1024,
+            max_header_kib: 64,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             tls: None,
             auth: None,
         }

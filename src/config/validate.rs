@@ -14,6 +14,19 @@ pub(super) fn validate(c: &Config, failed: &dyn Fn(&str) -> bool) -> Vec<ConfigE
     let otlp = &c.receivers.otlp;
     v.at_least("receivers.otlp.max_request_mib", otlp.max_request_mib, 1);
     v.at_least("receivers.otlp.max_connections", otlp.max_connections, 1);
+    v.at_least(
+        "receivers.otlp.max_concurrent_streams",
+        otlp.max_concurrent_streams,
+        1,
+    );
+    // hyper reads an HTTP/1.1 head into a buffer of at least 8 KiB
+    v.at_least("receivers.otlp.max_header_kib", otlp.max_header_kib, 8);
+    v.positive(
+        "receivers.otlp.read_header_timeout",
+        otlp.read_header_timeout,
+    );
+    v.positive("receivers.otlp.read_timeout", otlp.read_timeout);
+    v.positive("receivers.otlp.idle_timeout", otlp.idle_timeout);
     // A request of the largest size must fit, or it could never be admitted.
     v.at_least(
         "receivers.otlp.max_inflight_mib",

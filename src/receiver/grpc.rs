@@ -18,7 +18,7 @@ use http_body::Frame;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::inflight::{read_body, Held, ReadError};
+use super::inflight::{Held, ReadError};
 use super::{Reason, Receiver, Refused, Signal, Transport};
 
 /// The gRPC service paths.
@@ -83,13 +83,14 @@ async fn export(rx: &Receiver, signal: Signal, req: Request) -> Result<Bytes, St
     };
     // The body's bytes are held against the in-flight budget before they are read.
     let mut held = Held::new(&rx.inflight);
-    let body = match read_body(
-        req.into_body(),
-        declared,
-        limit.saturating_add(5),
-        &mut held,
-    )
-    .await
+    let body = match rx
+        .read_body(
+            req.into_body(),
+            declared,
+            limit.saturating_add(5),
+            &mut held,
+        )
+        .await
     {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return Err(too_large(rx)),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use prost::Message;
 
-use super::inflight::{read_body, Held, ReadError};
+use super::inflight::{Held, ReadError};
 use super::json::json_to_protobuf;
 use super::{Reason, Receiver, Refused, Signal, Transport};
 
@@ -102,7 +102,10 @@ async fn export(
         .map(str::to_owned);
     // The body's bytes are held against the in-flight budget before they are read.
     let mut held = Held::new(&rx.inflight);
-    let body = match read_body(req.into_body(), declared, limit, &mut held).await {
+    let body = match rx
+        .read_body(req.into_body(), declared, limit, &mut held)
+        .await
+    {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return Err(too_large(rx)),
         Err(ReadError::Busy(why)) => return Err(rx.busy(why)),

@@ -133,6 +133,8 @@ pub struct Receiver {
     pub inflight: Arc<inflight::Inflight>,
     /// the accepted bearer tokens, when `receivers.otlp.auth` is set
     auth: Option<Arc<crate::auth::Tokens>>,
+    /// a body must be read within this (`receivers.otlp.read_timeout`)
+    read_timeout: std::time::Duration,
 }
 
 impl Receiver {
@@ -157,6 +159,8 @@ impl Receiver {
         let opts = DecodeOptions {
             max_value_bytes: c.limits.max_value_bytes,
         };
+        let read_timeout =
+            std::time::Duration::from_nanos(c.receivers.otlp.read_timeout.as_nanos());
         Receiver {
             max_bytes,
             opts,
@@ -168,6 +172,26 @@ impl Receiver {
             span_archive: None,
             inflight,
             auth: None,
+            read_timeout,
+        }
+    }
+
+    /// Reads a request body as [`inflight::read_body`] does, within `read_timeout`: a
+    /// client that never sends (or never finishes) its body cannot hold a stream and its
+    /// in-flight bytes for longer.
+    pub async fn read_body(
+        &self,
+        body: axum::body::Body,
+        declared: Option<u64>,
+        limit: usize,
+        held: &mut inflight::Held,
+    ) -> Result<Bytes, inflight::ReadError> {
+        let t = self.read_timeout;
+        match tokio::time::timeout(t, inflight::read_body(body, declared, limit, held)).await {
+            Ok(r) => r,
+            Err(_) => Err(inflight::ReadError::Transport(format!(
+                "the body did not arrive within receivers.otlp.read_timeout ({t:?})"
+            ))),
         }
     }
 
