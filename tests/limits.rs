@@ -1,4 +1,7 @@
-//! Limits a noisy or churning fleet cannot get past, through the real receiver and shards.
+//! Limits a noisy or churning fleet cannot get past, through the real receiver and shards,
+//! and against the real binary under a cardinality attack.
+
+mod common;
 
 use std::sync::atomic::Ordering;
 
@@ -90,4 +93,147 @@ fn one_noisy_service_cannot_take_every_other_services_operations() {
         520,
         "the process-wide series count holds every operation but the overflow"
     );
+}
+
+/// Sum of every sample of family `name` (`name{...} v` or `name v` lines) whose label
+/// set contains `with` (`k="v"`), or all when `with` is empty.
+fn family_sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                && l.contains(with)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A cardinality attack through the binary at the default limits: 1,000,000 distinct
+/// span names for one service, then 100,000 distinct service names. Memory stays bounded,
+/// every span is accounted for in a real series or an `__overflow__` one (and in the
+/// overflow counters), and `/metrics` keeps answering, small, during the attack.
+#[test]
+fn a_cardinality_attack_stays_bounded_and_every_span_is_accounted_for() {
+    let p = common::Proc::start(&common::config_yaml(""));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // /metrics during the attack: every answer is 200; its size and time are recorded.
+    let scraper = {
+        let (admin, done) = (p.admin.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut scrapes, mut max_bytes, mut max_ms) = (0u32, 0usize, 0f64);
+            while !done.load(Ordering::Relaxed) || scrapes == 0 {
+                let t = std::time::Instant::now();
+                // as Prometheus scrapes: gzip
+                let gz = [("accept-encoding", "gzip")];
+                let (status, headers, body) =
+                    common::http_request(&admin, "GET", "/metrics", &gz, &[]);
+                max_ms = max_ms.max(t.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(status, 200, "/metrics during the attack");
+                assert!(headers
+                    .iter()
+                    .any(|(k, v)| k == "content-encoding" && v == "gzip"));
+                max_bytes = max_bytes.max(body.len());
+                scrapes += 1;
+            }
+            (scrapes, max_bytes, max_ms)
+        })
+    };
+    let post = |body: &[u8]| {
+        let (status, _, answer) = common::http_request(
+            &p.http,
+            "POST",
+            "/v1/traces",
+            &[("content-type", "application/x-protobuf")],
+            body,
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    };
+    let per_request = 5_000u64;
+    for r in 0..1_000_000 / per_request {
+        let names = (r * per_request..(r + 1) * per_request).map(|i| format!("GET /orders/{i}"));
+        post(&request("noisy", names, now - 1_000_000));
+    }
+    // 100,000 services, one span each, 1,000 resources a request.
+    for r in 0..100u64 {
+        let mut req = ExportTraceServiceRequest::default();
+        for i in 0..1_000u64 {
+            let one = request(
+                &format!("svc-{}", r * 1_000 + i),
+                std::iter::once("GET /".to_string()),
+                now - 1_000_000,
+            );
+            req.resource_spans.extend(
+                ExportTraceServiceRequest::decode(&one[..])
+                    .unwrap()
+                    .resource_spans,
+            );
+        }
+        post(&req.encode_to_vec());
+    }
+    let total = 1_100_000.0;
+    // The exports follow the shards' published views (every 500 ms): wait for the last.
+    let m = p.wait_metrics(60, |m| {
+        family_sum(m, "momentum_sli_requests_total", "") == total
+    });
+    assert_eq!(
+        common::metric(&m, "momentum_pipeline_processed_spans_total", &[]),
+        Some(total)
+    );
+    done.store(true, Ordering::Relaxed);
+    let (scrapes, max_bytes, max_ms) = scraper.join().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    let peak_mib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0;
+    eprintln!(
+        "cardinality attack: peak RSS {peak_mib:.1} MiB; /metrics {scrapes} scrapes during it, \
+         largest {max_bytes} bytes gzip, slowest {max_ms:.1} ms; after: {} bytes uncompressed",
+        m.len()
+    );
+    // Every span is in exactly one series, real or overflow.
+    assert_eq!(family_sum(&m, "momentum_sli_requests_total", ""), total);
+    assert_eq!(
+        family_sum(&m, "momentum_operation_requests_total", ""),
+        total
+    );
+    let overflow = |kind: &str| {
+        common::metric(&m, "momentum_series_overflow_total", &[("kind", kind)]).unwrap()
+    };
+    let overflow_service_spans = family_sum(
+        &m,
+        "momentum_sli_requests_total",
+        "service_name=\"__overflow__\"",
+    );
+    assert!(
+        overflow_service_spans >= 98_000.0,
+        "{overflow_service_spans}"
+    );
+    assert_eq!(overflow("service"), overflow_service_spans);
+    let overflow_ops = family_sum(
+        &m,
+        "momentum_operation_requests_total",
+        "operation=\"__overflow__\"",
+    );
+    assert_eq!(
+        overflow_ops,
+        1_000_000.0 - 500.0,
+        "the noisy service's overflow"
+    );
+    assert_eq!(overflow("operation"), overflow_ops);
+    // Bounded: the default limits hold the pairs and the operations.
+    let pairs = common::metric(&m, "momentum_series_active", &[("kind", "service")]).unwrap();
+    assert!(pairs <= 2_001.0, "{pairs} pairs");
+    assert!(peak_mib < 256.0, "peak RSS {peak_mib:.1} MiB");
+    assert!(
+        max_bytes < 2 << 20,
+        "/metrics of {max_bytes} bytes on the wire"
+    );
+    assert!(p.stop().success());
 }
