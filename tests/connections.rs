@@ -203,3 +203,50 @@ fn idle_slow_and_silent_clients_do_not_stop_a_normal_one_and_are_closed_after_th
     );
     assert!(p.stop().success());
 }
+
+#[test]
+fn a_request_head_over_max_header_kib_is_refused_and_the_next_request_served() {
+    let p = Proc::start(&config_yaml("").replace(
+        "receivers:\n  otlp:\n",
+        "receivers:\n  otlp:\n    max_header_kib: 16\n",
+    ));
+    let big = "a".repeat(64 * 1024);
+    let (status, _, _) =
+        common::http_request(&p.http, "POST", "/v1/traces", &[("x-big", &big)], &[]);
+    assert_eq!(status, 431, "Request Header Fields Too Large");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // HTTP/2: a header list over the limit is refused (the stream or the connection),
+    // never served.
+    let served = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&p.grpc).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            p.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("x-big", &big)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+        match send.send_request(req).await {
+            // served = answered by the gRPC handler (a trailers-only grpc-status)
+            Ok(resp) => resp.headers().contains_key("grpc-status"),
+            Err(_) => false,
+        }
+    });
+    assert!(
+        !served,
+        "an HTTP/2 header list over the limit is not served"
+    );
+    assert_eq!(try_request(&p.http, "/v1/traces"), Some(200));
+    assert!(p.stop().success());
+}
