@@ -88,14 +88,7 @@ async fn grpc_call(
     headers: &[(&str, &str)],
     framed: Vec<u8>,
 ) -> (i32, Bytes) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = common::h2_connect(addr).await;
     let mut req = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers");

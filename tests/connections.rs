@@ -148,14 +148,7 @@ fn idle_slow_and_silent_clients_do_not_stop_a_normal_one_and_are_closed_after_th
         .unwrap();
     // An HTTP/2 stream whose body never comes: refused after read_timeout, counted.
     let silent = rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(&p.grpc).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut send = common::h2_connect(&p.grpc).await;
         let req = http::Request::post(format!(
             "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             p.grpc
@@ -221,14 +214,7 @@ fn a_request_head_over_max_header_kib_is_refused_and_the_next_request_served() {
     // HTTP/2: a header list over the limit is refused (the stream or the connection),
     // never served.
     let served = rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(&p.grpc).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut send = common::h2_connect(&p.grpc).await;
         let req = http::Request::post(format!(
             "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             p.grpc

@@ -147,14 +147,7 @@ fn grpc_call(addr: &str, path: &str, msg: &[u8]) -> (i32, bool) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut send = common::h2_connect(addr).await;
         let req = http::Request::post(format!("http://{addr}{path}"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")

@@ -79,14 +79,7 @@ fn burst(http: &str, body: &Bytes, connections: usize, streams: usize) -> (u64, 
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
-            let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-                hyper_util::rt::TokioExecutor::new(),
-                hyper_util::rt::TokioIo::new(tcp),
-            )
-            .await
-            .expect("HTTP/2 handshake");
-            tokio::spawn(conn);
+            let sender = common::h2_connect::<Full<Bytes>>(http).await;
             for _ in 0..streams {
                 let mut sender = sender.clone();
                 let (body, ok, refused) = (body.clone(), ok.clone(), refused.clone());
@@ -266,14 +259,7 @@ fn overload(p: &Proc, body: &Bytes, connections: usize, streams: usize, secs: u6
         let mut tasks = Vec::new();
         for (addr, grpc) in [(&p.http, false), (&p.grpc, true)] {
             for _ in 0..connections {
-                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-                    hyper_util::rt::TokioExecutor::new(),
-                    hyper_util::rt::TokioIo::new(tcp),
-                )
-                .await
-                .expect("HTTP/2 handshake");
-                tokio::spawn(conn);
+                let sender = common::h2_connect::<Full<Bytes>>(addr).await;
                 for _ in 0..streams {
                     let mut sender = sender.clone();
                     let body = if grpc { framed.clone() } else { body.clone() };

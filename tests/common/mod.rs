@@ -366,3 +366,22 @@ pub fn field(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     prost::encoding::encode_varint(body.len() as u64, out);
     out.extend_from_slice(body);
 }
+
+/// An HTTP/2 connection (prior knowledge) to `addr`, driven on the current runtime: its
+/// request sender.
+pub async fn h2_connect<B>(addr: &str) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    send
+}
