@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Module map:
-//! - [`config`]: the typed config (SPEC §4), its defaults and validation with key paths.
+//! - [`config`]: the typed config (config/momentum.yaml), its defaults and validation with key paths.
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
 //! - [`receiver`]: OTLP/gRPC and OTLP/HTTP, the lean decoder, OTLP/JSON, admission.
 //! - [`pipeline`]: router (hash → shard), shards (single-owner state), clocks.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::sli::window::Counts;
 
-/// Windows reported per pair: the seven rolling windows of SPEC §5, then the SLO window.
+/// Windows reported per pair: the seven rolling windows of the README's How it works, then the SLO window.
 pub const WINDOW_LABELS: [&str; 8] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "slo"];
 
 /// Quantile windows of service-level latency.
@@ -44,7 +44,7 @@ pub struct PairView {
     /// latency objective threshold
     pub threshold_ns: Option<u64>,
     /// while metrics are the service-level source: the bucket bound latency_good counts
-    /// up to (the highest at or under the threshold; SPEC §5)
+    /// up to (the highest at or under the threshold; the README's How it works)
     pub metric_bound_ns: Option<u64>,
     /// p50, p90, p95, p99, p99.9 per [`QUANTILE_WINDOWS`] (None: no requests)
     pub quantiles: [Option<[f64; 5]>; 3],

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-/// SPEC §7 columns and the types DuckDB and pyarrow report for them.
+/// docs/archive.md columns and the types DuckDB and pyarrow report for them.
 const SLI_SCHEMA: [(&str, &str, &str, bool); 13] = [
     (
         "window_start",
@@ -136,7 +136,7 @@ fn sigterm_leaves_an_archive_that_duckdb_and_pyarrow_read_exactly() {
     );
     assert!(duck["operations"].as_u64().unwrap() >= 2);
 
-    // Schema: names, types and nullability as SPEC §7, in both readers.
+    // Schema: names, types and nullability as docs/archive.md, in both readers.
     let duck_schema: Vec<(String, String)> = duck["schema"]["sli"]
         .as_array()
         .unwrap()
@@ -171,7 +171,7 @@ fn sigterm_leaves_an_archive_that_duckdb_and_pyarrow_read_exactly() {
     );
     assert_eq!(out["pyarrow"]["metadata"]["sli"]["momentum.dataset"], "sli");
 
-    // The momentum data set: one row per (service, archive window), SPEC §7 columns.
+    // The momentum data set: one row per (service, archive window), docs/archive.md columns.
     let names: Vec<&str> = duck["schema"]["momentum"]
         .as_array()
         .unwrap_or_else(|| panic!("no momentum files: {out}"))
@@ -495,7 +495,7 @@ fn shop_api(p: &Proc, until: impl Fn(&serde_json::Value) -> bool) -> serde_json:
     })
 }
 
-/// Restart without amnesia (SPEC §7): 90 minutes of history with two deployments (one
+/// Restart without amnesia (docs/archive.md): 90 minutes of history with two deployments (one
 /// failed by its explicit record) and a burst of errors, SIGTERM, start again on the same
 /// archive dir. The error budget, deploy frequency, change failure ratio and running
 /// version are the same after the restart; counters start at 0; the running version is
@@ -582,7 +582,7 @@ fn restart_keeps_error_budget_deployments_and_change_failure() {
     assert_eq!(a["deployments_in_lookback"], 2);
     assert_eq!(a["current_version"], "v3");
     assert_eq!(after["windows"]["1h"]["requests"], 600, "{after}");
-    // Counters restart at 0 with the process (SPEC §6); the state behind gauges does not.
+    // Counters restart at 0 with the process (the README's Exporters); the state behind gauges does not.
     assert_eq!(a["deployments_succeeded_total"], 0);
     assert_eq!(after["requests_total"], 0);
 
@@ -652,7 +652,7 @@ fn restart_keeps_error_budget_deployments_and_change_failure() {
 }
 
 /// `archive.spans: true`: every accepted span is one row of the `spans` data set, with
-/// SPEC §7's columns, read back by DuckDB.
+/// docs/archive.md's columns, read back by DuckDB.
 #[test]
 fn spans_data_set_holds_every_accepted_span() {
     let archive = tempfile::tempdir().unwrap();

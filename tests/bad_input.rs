@@ -1,4 +1,4 @@
-//! Bad input over the wire: every case gets SPEC §3's status, is counted under its
+//! Bad input over the wire: every case gets the status of the README's Endpoints table, is counted under its
 //! reason, and the process keeps serving.
 
 #![allow(clippy::type_complexity)] // the case tables are tuples on purpose

@@ -379,7 +379,7 @@ fn two_days_of_delivery_history() {
     assert_eq!(cart.delivery.decided, [1, 2]);
     assert_eq!(cart.delivery.change_failure, Some(2.0 / 3.0));
 
-    // The momentum index from the SPEC's anchor table, computed here.
+    // The momentum index from the anchor table of docs/momentum-index.md, computed here.
     let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
     let c = &api.delivery.components;
     // api: ~1.5 deploys/day (above the 1/day anchor: 1.0), median lead time 1h (1.0),

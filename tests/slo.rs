@@ -1,7 +1,7 @@
 //! SLO scenario tests on event time with an injected clock, through the real decoder
 //! and shard: burn rates, page alert instants, incident open/resolve, time to restore,
 //! error budget and the release gate — each checked against values computed here
-//! independently, from the event list and the SPEC §5 definitions.
+//! independently, from the event list and the docs/slo.md definitions.
 
 use std::sync::Arc;
 
@@ -50,7 +50,11 @@ impl Harness {
     }
 
     fn with_window(now: u64, window: &str) -> Self {
-        let p = Inline::from_yaml(&config(window), 1, now);
+        Self::with_yaml(now, &config(window))
+    }
+
+    fn with_yaml(now: u64, yaml: &str) -> Self {
+        let p = Inline::from_yaml(yaml, 1, now);
         Harness {
             clock: p.clock.clone(),
             p,
@@ -148,7 +152,7 @@ fn request(env: &str, reqs: &[Req]) -> Vec<u8> {
     req.encode_to_vec()
 }
 
-/// The independent model: SPEC §5 windows over the raw requests.
+/// The independent model: docs/slo.md windows over the raw requests.
 struct Model<'a> {
     reqs: &'a [Req],
 }
@@ -204,8 +208,8 @@ impl Model<'_> {
     }
 
     /// Whether an alert of `severity` (0 page, 1 ticket) fires at boundary `b`, as
-    /// SPEC §5 writes the rule: the Sloth factors for a 30d SLO window, each × P/30d for
-    /// an SLO window P. (momentum adds a guard the SPEC text does not have — a long window
+    /// docs/slo.md writes the rule: the Sloth factors for a 30d SLO window, each × P/30d for
+    /// an SLO window P. (momentum adds a guard, argued in docs/slo.md — a long window
     /// with fewer than 2 bad requests never fires, `docs/slo.md` — which the scenarios
     /// here never reach, and which
     /// `a_lone_bad_request_does_not_page_though_the_formula_alone_would` pins.)
@@ -614,7 +618,7 @@ fn burn_rate_factors_scale_with_the_slo_window() {
 
 #[test]
 fn a_lone_bad_request_does_not_page_though_the_formula_alone_would() {
-    // A quiet service: one request every 30 s. Its first request fails. By the SPEC
+    // A quiet service: one request every 30 s. Its first request fails. By docs/slo.md
     // formula alone the next boundary pages (1 bad of 1: burn 1000 in every window); the
     // guard of docs/slo.md needs 2 bad requests in the long window, so the second failure
     // pages and the first does not.
@@ -654,4 +658,46 @@ fn a_lone_bad_request_does_not_page_though_the_formula_alone_would() {
         product.ends, after.ends,
         "the page ends where the formula's does"
     );
+}
+
+#[test]
+fn a_pair_whose_ticket_fires_is_not_evicted_though_it_is_the_least_recently_seen() {
+    // Two slots. "production" burns slowly (a ticket fires) and then goes quiet; "staging"
+    // reports once after it. Two hours later a third pair arrives: the table is full and
+    // both are idle past series_idle, but only staging may give its slot up.
+    let yaml = format!(
+        "{}limits:\n  max_services: 2\n  series_idle: 1h\n",
+        config("30d")
+    );
+    let mut h = Harness::with_yaml(T0, &yaml);
+    let bad = HEALTHY..HEALTHY + 3 * 3600;
+    let reqs = failing(T0, T0 + 5 * HOUR, |k| bad.contains(&k) && k % 200 == 199);
+    for chunk in reqs.chunks(120) {
+        h.deliver("production", chunk);
+    }
+    let ticket = h.pair("production").slo.unwrap().states[0].started;
+    assert_eq!(ticket, [0, 1], "the ticket fires");
+    let one = |t: u64| Req {
+        end: t,
+        lat: 100 * MS,
+        err: false,
+    };
+    h.deliver("staging", &[one(T0 + 5 * HOUR + MIN)]);
+    // Two quiet hours pass on the fleet clock: both pairs are idle past series_idle.
+    h.clock.set(T0 + 7 * HOUR);
+    h.tick();
+    h.deliver("canary", &[one(T0 + 7 * HOUR)]);
+    assert_eq!(
+        h.p.shared
+            .counters
+            .evicted_service
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pair gave its slot up"
+    );
+    // production kept its state: reporting again, it is the same pair (its ticket's
+    // start still counted), not a fresh one.
+    h.deliver("production", &[one(T0 + 7 * HOUR + S)]);
+    let slo = h.pair("production").slo.unwrap();
+    assert_eq!(slo.states[0].started, [0, 1], "production was not evicted");
 }

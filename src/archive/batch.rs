@@ -43,7 +43,7 @@ fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Archive columns hold no NaN or infinity (SPEC §5: absent, never NaN).
+/// Archive columns hold no NaN or infinity (the README's How it works: absent, never NaN).
 fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|x| x.is_finite())
 }

@@ -1,9 +1,9 @@
-//! The Parquet archive of closed windows (SPEC §7). Shards hand finished rows to the
+//! The Parquet archive of closed windows (docs/archive.md). Shards hand finished rows to the
 //! writer task over a bounded channel ([`ArchiveSender`]); a slow disk fills the channel,
 //! which slows the shards, which fills their queues, which turns into backpressure at the
 //! receivers — never unbounded memory.
 //!
-//! - [`schema`]: the Arrow schemas of the data sets (SPEC §7), pinned by a golden file;
+//! - [`schema`]: the Arrow schemas of the data sets (docs/archive.md), pinned by a golden file;
 //! - [`writer`]: the writer task (buffering, flushes, atomic files, retention);
 //! - `batch`: rows → Arrow record batches; `layout`: paths, temp files, retention.
 //!
@@ -125,7 +125,7 @@ pub struct SpanRow {
     pub span_id: String,
     /// parent span id, lowercase hex ("" for a root span)
     pub parent_span_id: String,
-    /// service (SPEC §5 identity)
+    /// service (identity as the README's How it works says)
     pub service: Arc<str>,
     /// environment
     pub environment: Arc<str>,

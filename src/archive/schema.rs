@@ -1,4 +1,4 @@
-//! The Arrow schemas of the archive's data sets, exactly as SPEC §7 names them. Users script
+//! The Arrow schemas of the archive's data sets, exactly as docs/archive.md names them. Users script
 //! against these columns (DuckDB, pyarrow, Spark, Trino), so any change here is a breaking
 //! change: the golden file `tests/golden/archive_schema.txt` pins them, and
 //! [`SCHEMA_VERSION`] is written into every file's metadata.
@@ -111,7 +111,7 @@ pub fn sli() -> SchemaRef {
 }
 
 /// `momentum`: one row per (pair, archive window); every signal is nullable (absent when
-/// it has no data, SPEC §5).
+/// it has no data, the README's How it works).
 pub fn momentum() -> SchemaRef {
     let mut fields = vec![
         Field::new("window_start", ts(), false),
@@ -188,7 +188,7 @@ pub fn spans() -> SchemaRef {
     )
 }
 
-/// A type in SPEC §7's words: `timestamp(ms, UTC)`, `string`, `int64`, `float64`, `binary`.
+/// A type in docs/archive.md's words: `timestamp(ms, UTC)`, `string`, `int64`, `float64`, `binary`.
 pub fn type_name(t: &DataType) -> String {
     match t {
         DataType::Timestamp(unit, tz) => {
@@ -238,7 +238,7 @@ pub fn describe() -> String {
 mod tests {
     use super::*;
 
-    /// The schemas are a contract (SPEC §7): any change must show up as a diff of the golden
+    /// The schemas are a contract (docs/archive.md): any change must show up as a diff of the golden
     /// file. `MOMENTUM_UPDATE_GOLDEN=1 cargo test` rewrites it after a deliberate change.
     #[test]
     fn schemas_match_golden_file() {
@@ -264,7 +264,7 @@ mod tests {
         for d in Dataset::ALL {
             let s = d.schema();
             assert!(s.field_with_name("date").is_err(), "{}", d.name());
-            // SPEC §7: spans carry µs timestamps, everything else ms.
+            // docs/archive.md: spans carry µs timestamps, everything else ms.
             let unit = if d == Dataset::Spans {
                 TimeUnit::Microsecond
             } else {

@@ -1,5 +1,5 @@
 //! `archive.spans: true`: every span of every accepted trace request, one row each, in the
-//! `spans` data set (SPEC §7).
+//! `spans` data set (docs/archive.md).
 //!
 //! Off the hot path: the receiver hands the request body it already holds (a reference
 //! count, not a copy) to this task, which decodes it fully with prost on a blocking thread

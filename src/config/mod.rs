@@ -1,4 +1,4 @@
-//! Configuration: the typed form of SPEC §4, its defaults, and the rules a config must meet.
+//! Configuration: the typed form of config/momentum.yaml, its defaults, and the rules a config must meet.
 //!
 //! Loading is parse → validate → hand over: [`Config::from_yaml_str`] walks the YAML tree
 //! and collects *every* problem (unknown keys, wrong types, bad values, broken semantic
@@ -61,7 +61,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The whole configuration (SPEC §4). `Config::default()` is SPEC's defaults, identical to
+/// The whole configuration (config/momentum.yaml). `Config::default()` is the documented defaults, identical to
 /// [`Config::embedded_default`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -167,7 +167,7 @@ impl Config {
         }
     }
 
-    /// The `slos[]` entry that governs `(service, environment)` by SPEC §5 precedence:
+    /// The `slos[]` entry that governs `(service, environment)` by the README's How it works precedence:
     /// exact service and environment > exact service and `*` > `*` and exact environment >
     /// `*` and `*`. Validation rejects two entries of equal precedence for one pair; should a
     /// config built in code have them anyway, the first wins.

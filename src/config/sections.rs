@@ -1,4 +1,4 @@
-//! The section types of [`Config`](super::Config), each with the defaults of SPEC §4.
+//! The section types of [`Config`](super::Config), each with the defaults of config/momentum.yaml.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -263,7 +263,7 @@ impl SloConfig {
     }
 
     /// How specific this entry is when it matches `(service, environment)`, higher winning
-    /// (SPEC §5: exact/exact 3, exact/`*` 2, `*`/exact 1, `*`/`*` 0); `None` if it does not.
+    /// (the README's How it works: exact/exact 3, exact/`*` 2, `*`/exact 1, `*`/`*` 0); `None` if it does not.
     pub fn precedence(&self, service: &str, environment: &str) -> Option<u8> {
         let service_exact = match self.service.as_str() {
             "*" => false,

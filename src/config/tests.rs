@@ -1,4 +1,4 @@
-//! Whole-config tests: the reference file, SPEC §4's example, error collection and paths,
+//! Whole-config tests: the reference file, a full example of every section, error collection and paths,
 //! every semantic rule, SLO precedence.
 
 use std::collections::BTreeMap;
@@ -103,8 +103,8 @@ fn default_values_match_spec() {
     assert_eq!(c.shutdown_timeout.to_string(), "30s");
 }
 
-/// SPEC §4's block, with its `...` placeholders filled in.
-const SPEC_EXAMPLE: &str = r#"
+/// Every section and key, as the product contract writes them, with its `...` placeholders filled in.
+const FULL_EXAMPLE: &str = r#"
 receivers:
   otlp:
     grpc: { endpoint: 127.0.0.1:4317 }
@@ -164,7 +164,7 @@ shutdown_timeout: 30s
 
 #[test]
 fn spec_example_parses() {
-    let c = parse_ok(SPEC_EXAMPLE);
+    let c = parse_ok(FULL_EXAMPLE);
     let tls = c.receivers.otlp.tls.as_ref().expect("receiver tls");
     assert_eq!(tls.cert_file, PathBuf::from("/etc/momentum/server.crt"));
     assert_eq!(

@@ -3,7 +3,7 @@
 use super::*;
 
 const MINUTE: Duration = Duration::from_mins(1);
-/// Granularity of windows from 2h up to 3d (SPEC §5): finer buckets must roll up into it.
+/// Granularity of windows from 2h up to 3d (the README's How it works): finer buckets must roll up into it.
 const FIVE_MINUTES: Duration = Duration::from_mins(5);
 
 /// Every broken rule of `c`. `failed(path)` is true for keys that did not parse (their

@@ -1,5 +1,5 @@
 //! Deployments, rollbacks, outcomes, lead time and CI/CD pipeline runs of one pair
-//! (SPEC §5), on event time. The shard calls in once per resource (versions), once per
+//! (the README's How it works), on event time. The shard calls in once per resource (versions), once per
 //! deployment or pipeline span, and once per minute of clock (rollbacks, outcomes);
 //! nothing here runs per ordinary span.
 
@@ -843,7 +843,7 @@ impl Delivery {
 
 impl Delivery {
     /// The state restored from a checkpoint: everything behind the gauges and lookback
-    /// values is kept; counters restart at 0 (SPEC §6).
+    /// values is kept; counters restart at 0 (the README's Exporters).
     pub fn restored(mut self) -> Self {
         self.decided = [0; 2];
         self.rollbacks = 0;

@@ -1,4 +1,4 @@
-//! The momentum index (SPEC §5): five components in [0, 1] and their weighted mean × 100.
+//! The momentum index (docs/momentum-index.md): five components in [0, 1] and their weighted mean × 100.
 //!
 //! Each of the four DORA components is interpolated linearly between anchor points (in
 //! log10 of the input where marked "log"), clamped at both ends. The anchors are the DORA
@@ -252,7 +252,7 @@ mod tests {
         assert!((a - b).abs() < EPS, "{a} != {b}");
     }
 
-    /// (input, score) anchors restated from SPEC §5, independent of the module's tables.
+    /// (input, score) anchors restated from docs/momentum-index.md, independent of the module's tables.
     fn duration_anchors() -> Vec<(f64, f64)> {
         vec![
             (H, 1.0),

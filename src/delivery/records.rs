@@ -1,4 +1,4 @@
-//! Explicit deployment records (SPEC §5 (c)) and where they count.
+//! Explicit deployment records (the README's Delivery signals) and where they count.
 //!
 //! A span or log record carrying `deployment.id` and/or `deployment.status` is an explicit
 //! deployment record. [`DeployAttrs`] holds the attributes that decide one, read either

@@ -1,7 +1,7 @@
 //! The exported metrics as one neutral model: families of samples with OTLP names,
 //! units and attribute keys. Prometheus exposition, remote write and OTLP push all
 //! render from [`collect`], so a family added here appears everywhere with the same
-//! name (SPEC §6).
+//! name (the README's Exporters).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -149,7 +149,7 @@ pub fn collect(t: &Telemetry) -> Vec<Family> {
         "momentum_sli_errors_total",
         "{request}",
         Kind::Counter,
-        "Requests that were errors (SPEC 5 rules).",
+        "Requests that were errors.",
     );
     let mut lat = Family::new(
         "momentum.sli.latency",

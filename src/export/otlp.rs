@@ -1,7 +1,7 @@
 //! OTLP metrics push (`exporters.otlp`): every `interval`, the families of
 //! [`collect`](super::families::collect) as one `ExportMetricsServiceRequest`, over gRPC or
 //! HTTP/protobuf. The resource is momentum itself; the observed pair rides on every data
-//! point (SPEC §6). Counters are cumulative monotonic sums starting at the series' start
+//! point (the README's Exporters). Counters are cumulative monotonic sums starting at the series' start
 //! time, summaries carry cumulative `count`/`sum` and windowed quantiles.
 //!
 //! Forwarding of the original telemetry, driven by the same config section, lives in

@@ -1,5 +1,5 @@
 //! Prometheus exposition: text format 0.0.4, or OpenMetrics 1.0 when the scraper asks
-//! for it. Names and labels are SPEC §6's (the standard OTLP → Prometheus translation).
+//! for it. Names and labels are the README's (Exporters; the standard OTLP → Prometheus translation).
 
 use super::families::{collect, prom_label, Family, Kind as FKind, Value};
 use crate::telemetry::Telemetry;

@@ -1,4 +1,4 @@
-//! The state checkpoint: what a restart must not forget (SPEC §7, "restart without
+//! The state checkpoint: what a restart must not forget (docs/archive.md, "restart without
 //! amnesia").
 //!
 //! The Parquet archive holds what happened; the checkpoint holds the state the live
@@ -10,7 +10,7 @@
 //!   the lookback with their outcomes, pipeline runs, first-seen time);
 //! - the revision index (pipeline run start per revision, for lead time).
 //!
-//! Counters are not restored: SPEC §6 has them restart at 0 with the process. Latency
+//! Counters are not restored: the README's Exporters has them restart at 0 with the process. Latency
 //! sketches are not either (the 5m/1h/1d quantiles refill as traffic arrives).
 //!
 //! Format: `MOMENTUM-STATE` magic, a little-endian u32 format version, then zstd-compressed

@@ -1,4 +1,4 @@
-//! Time: the injected wall clock and the process-wide fleet clock (SPEC §5).
+//! Time: the injected wall clock and the process-wide fleet clock (docs/event-time.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -207,7 +207,7 @@ impl MemoryGate {
     }
 }
 
-/// Self-telemetry counters (SPEC §6), process-wide.
+/// Self-telemetry counters (the README's Exporters), process-wide.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// accepted spans by transport: grpc, http

@@ -1,6 +1,6 @@
 //! OTLP/gRPC over HTTP/2: the three unary `Export` methods, served directly on hyper so
 //! the request bytes reach the lean decoder without a prost round trip, and every
-//! answer of SPEC §3's table is exactly the status it names.
+//! answer of the README's Endpoints table is exactly the status it names.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -160,7 +160,7 @@ fn unframe(rx: &Receiver, mut body: Bytes) -> Result<(bool, Bytes), Status> {
     Ok((flag == 1, body))
 }
 
-/// The gRPC status of a refusal (SPEC §3).
+/// The gRPC status of a refusal (the README's Endpoints table).
 pub fn to_status(r: Refused) -> Status {
     match r.reason {
         Reason::Decode | Reason::UnsupportedMediaType => Status::invalid_argument(r.message),

@@ -153,7 +153,7 @@ async fn export(
     }))
 }
 
-/// The HTTP answer to a refusal: SPEC §3's status, a `google.rpc.Status` body in the
+/// The HTTP answer to a refusal: the status of the README's Endpoints table, a `google.rpc.Status` body in the
 /// request's format, and `Retry-After` on retryable refusals.
 fn error(format: Format, r: Refused) -> Response {
     let (status, grpc_code) = match r.reason {

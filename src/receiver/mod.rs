@@ -1,5 +1,5 @@
 //! OTLP receivers (gRPC and HTTP) and what they share: decompression with limits,
-//! validation, admission, and the status table of SPEC §3.
+//! validation, admission, and the README's status table (Endpoints).
 
 pub mod decode;
 pub mod grpc;
@@ -301,7 +301,7 @@ impl Receiver {
     }
 
     /// Reserves room for `body` in the forward queue when `signal` is forwarded: the
-    /// first half of all-or-nothing admission (SPEC §3). A refusal is counted here as
+    /// first half of all-or-nothing admission (the README's Endpoints table). A refusal is counted here as
     /// backpressure with `spans` spans.
     fn reserve_forward(
         &self,
@@ -585,7 +585,7 @@ pub struct Validation {
     pub future: u64,
 }
 
-/// Marks invalid spans (SPEC §3: end before start, or end more than `skew` after the
+/// Marks invalid spans (the README's Endpoints table: end before start, or end more than `skew` after the
 /// wall clock `now`) and finds the newest valid event time for the fleet clock.
 pub fn validate_spans(batch: &mut crate::model::TraceBatch, now: u64, skew: u64) -> Validation {
     let horizon = now.saturating_add(skew);

@@ -1,4 +1,4 @@
-//! `momentum report`: offline analysis of a Parquet archive (SPEC §2, §7).
+//! `momentum report`: offline analysis of a Parquet archive (the README's Commands).
 //!
 //! Per (service, environment) and per UTC day: requests, errors, availability and p99 from
 //! the service-level `sli` rows (p99 by re-merging the day's DDSketches, not by averaging

@@ -1,4 +1,4 @@
-//! Span → outcome, per SPEC §5. Pure functions over the decoded records: no state, no
+//! Span → outcome, per the README's How it works. Pure functions over the decoded records: no state, no
 //! allocation, a handful of byte compares per span.
 
 use crate::model::{flags, kind, rpc_code, status, SpanRec};

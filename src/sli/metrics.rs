@@ -1,4 +1,4 @@
-//! SLIs from metrics (SPEC §5): `http.server.request.duration` and `rpc.server.duration`
+//! SLIs from metrics (the README's How it works): `http.server.request.duration` and `rpc.server.duration`
 //! histograms (explicit-bucket or exponential, delta or cumulative) give a pair
 //! requests, errors and latency-good counts. The receiver extracts points per pair
 //! ([`extract`]); the shard turns cumulative streams into deltas ([`Streams`]).
@@ -36,7 +36,7 @@ pub struct MetricPoint {
     /// requests at or under the latency threshold (same temporality)
     pub good: u64,
     /// the bucket bound (ns) `good` counts up to: the highest bound at or under the
-    /// threshold (SPEC §5: `/api` shows it); 0 without a threshold or such a bound
+    /// threshold (the README's How it works: `/api` shows it); 0 without a threshold or such a bound
     pub bound_ns: u64,
     /// the point's attributes make every request of it an error
     pub error: bool,
@@ -694,7 +694,7 @@ mod tests {
         assert_eq!((pts[1].count, pts[1].good), (10, 3));
         // zero bucket 1 + (1/8,1/4] 2; (1/4,1/2] crosses 0.3 and is left out
         assert_eq!((pts[2].count, pts[2].good), (12, 3));
-        // The bound each counted up to, for /api (SPEC §5).
+        // The bound each counted up to, for /api (the README's How it works).
         let bounds: Vec<u64> = pts.iter().map(|p| p.bound_ns).collect();
         assert_eq!(bounds, [250_000_000, 300_000_000, 250_000_000]);
     }

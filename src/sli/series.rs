@@ -1,7 +1,7 @@
 //! Per-series latency state: one-minute sub-windows (counts, max and a sketch each) and,
 //! for service-level series, 5-minute and 1-hour sketches rolled up from closed minutes.
 //!
-//! Quantile windows use the SPEC §5 rule "the newest ⌈w/g⌉ buckets of granularity g, the
+//! Quantile windows use the rule "the newest ⌈w/g⌉ buckets of granularity g, the
 //! open one included" with g = 1m for the 5m window, 5m for 1h and 1h for 1d. Keeping a
 //! sketch per 10-second bucket would cost 30–360 sketches per series; one-minute
 //! sub-windows are also the archive's row granularity, so the same sketches serve both.

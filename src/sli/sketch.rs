@@ -1,6 +1,6 @@
 //! A DDSketch for latencies in seconds: mergeable quantiles whose relative error against the
-//! nearest-rank quantile is at most `latency_accuracy` (SPEC §5), serialised as DataDog's
-//! DDSketch protobuf for the archive's `latency_sketch` column (SPEC §7).
+//! nearest-rank quantile is at most `latency_accuracy` (the README's How it works), serialised as DataDog's
+//! DDSketch protobuf for the archive's `latency_sketch` column (docs/archive.md).
 //!
 //! # Why not the `sketches-ddsketch` crate
 //!

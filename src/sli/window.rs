@@ -50,7 +50,7 @@ impl Counts {
     }
 }
 
-/// The rolling windows of SPEC §5 (label value, length).
+/// The rolling windows of the README's How it works (label value, length).
 pub const WINDOWS: [(&str, u64); 7] = [
     ("5m", 5 * MIN),
     ("30m", 30 * MIN),
@@ -61,7 +61,7 @@ pub const WINDOWS: [(&str, u64); 7] = [
     ("3d", 3 * DAY),
 ];
 
-/// The bucket granularity SPEC §5 gives a window of length `w`.
+/// The bucket granularity the README's How it works gives a window of length `w`.
 pub fn granularity(w: u64, resolution: u64) -> u64 {
     let aligned = |g: u64| if g % resolution == 0 { g } else { resolution };
     if w <= 2 * HOUR {

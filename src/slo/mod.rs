@@ -1,5 +1,5 @@
 //! SLOs per pair: burn rates, error budgets, multi-window multi-burn-rate alerts,
-//! incidents and time to restore (SPEC §5). Everything here runs on event time, once per
+//! incidents and time to restore (docs/slo.md). Everything here runs on event time, once per
 //! `resolution` step at the bucket boundaries a pair's clock crosses — never per span.
 
 use std::collections::VecDeque;
@@ -17,7 +17,7 @@ pub const SEVERITIES: [&str; 2] = ["page", "ticket"];
 pub const BURN_WINDOWS: usize = 8;
 /// An alert's long window must hold at least this many bad requests before it can fire:
 /// one slow or failed request among a service's first few is a huge burn rate but no
-/// signal, and must not page (SPEC §5 asks for that). Real outages clear it at once.
+/// signal, and must not page (docs/slo.md asks for that). Real outages clear it at once.
 pub const MIN_ALERT_BAD: u64 = 2;
 
 /// The windows of [`ObjectiveState::burn`], by name (the seven rolling windows of
@@ -163,7 +163,7 @@ pub struct SloState {
 /// What of an [`SloState`] survives a restart (the state checkpoint): the latest
 /// evaluation per objective kind, alert and incident state, recent incident opens and
 /// restores. Counters (alerts started, incidents, time-to-restore sum and count) restart
-/// at 0 (SPEC §6); the config-derived parts come from the config of the new process.
+/// at 0 (the README's Exporters); the config-derived parts come from the config of the new process.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SloSaved {
     /// (objective kind, its state)
@@ -463,7 +463,7 @@ impl SloState {
         v
     }
 
-    /// The release gate (SPEC §5): allowed, and the reasons when not.
+    /// The release gate (docs/slo.md): allowed, and the reasons when not.
     pub fn gate(&self) -> (bool, Vec<String>) {
         let mut reasons = Vec::new();
         if let Some(i) = self.incident {
@@ -503,6 +503,8 @@ mod tests {
         for (percent, allowed) in [(99.9, 0.001), (99.95, 0.0005), (99.0, 0.01), (90.0, 0.1)] {
             let o = Objective::from_percent(0, percent);
             assert_eq!(o.allowed, allowed, "{percent}");
+            // the target as a ratio (the API shows it as target_percent)
+            assert!((o.target + o.allowed - 1.0).abs() < 1e-12, "{percent}");
             let n = (1.0 / allowed).round() as u64 * 9;
             let c = Counts {
                 requests: n,

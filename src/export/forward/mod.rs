@@ -11,7 +11,7 @@
 //!                                                     retries with backoff + full jitter
 //! ```
 //!
-//! Admission is the receiver's (SPEC §3): it reserves room here *and* in the shard queues
+//! Admission is the receiver's (the README's Endpoints table): it reserves room here *and* in the shard queues
 //! before enqueuing anything; a [`Reservation`] dropped without [`Reservation::commit`]
 //! releases its bytes, so a request refused by the router leaves no trace here. Room is
 //! released when the next hop has the request, or has refused it for good.
