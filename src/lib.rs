@@ -26,7 +26,11 @@
 //! - [`admin`]: `/metrics`, health, and the JSON API.
 //! - [`archive`]: the Parquet archive of closed windows: schemas, the writer task.
 //! - [`report`]: `momentum report`, offline analysis of an archive (table/json/csv/html).
-//! - [`app`]: wiring and graceful shutdown.
+//! - [`app`]: wiring and graceful shutdown; [`serve`]: the accept loop every listener
+//!   shares, with its connection limits and timeouts.
+//! - [`tls`]: server TLS (mTLS, reload) and the exporters' client TLS; [`auth`]: bearer
+//!   tokens.
+//! - [`loadgen`]: `momentum loadgen`, a synthetic fleet sending OTLP to any endpoint.
 
 pub mod admin;
 pub mod alloc;
@@ -36,6 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod export;
+pub mod loadgen;
 pub mod model;
 pub mod pipeline;
 pub mod receiver;

@@ -58,6 +58,38 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Send synthetic OTLP traces of a fleet of services to any OTLP endpoint: a progress
+    /// line a second on stderr, the summary (spans the endpoint accepted) on stdout.
+    Loadgen {
+        /// The OTLP receiver: http://host:4317 for gRPC, http://host:4318 for OTLP/HTTP
+        /// (https:// verifies against the system roots).
+        #[arg(long)]
+        endpoint: String,
+        /// Spans a second; without it, as fast as the endpoint answers.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// How long to send (10s, 2m, …).
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// Services in the fleet.
+        #[arg(long, default_value_t = 4)]
+        services: usize,
+        /// Wire protocol.
+        #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+        protocol: Protocol,
+        /// Spans a request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Protocol {
+    Grpc,
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,6 +135,36 @@ fn main() -> ExitCode {
             format,
             out,
         } => run_report(archive, from, to, service, format, out),
+        Command::Loadgen {
+            endpoint,
+            rate,
+            duration,
+            services,
+            protocol,
+            batch,
+            concurrency,
+        } => {
+            let duration = match duration.parse::<momentum::config::Duration>() {
+                Ok(d) => std::time::Duration::from_nanos(d.as_nanos()),
+                Err(e) => {
+                    eprintln!("momentum: --duration {duration:?}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = momentum::loadgen::Options {
+                endpoint,
+                protocol: match protocol {
+                    Protocol::Grpc => momentum::config::OtlpProtocol::Grpc,
+                    Protocol::Http => momentum::config::OtlpProtocol::Http,
+                },
+                rate,
+                duration,
+                services,
+                batch,
+                concurrency,
+            };
+            run_loadgen(&opts)
+        }
         Command::Run { config } => {
             let cfg = match config {
                 Some(path) => match Config::load(&path) {
@@ -216,6 +278,41 @@ fn run(cfg: Config) -> ExitCode {
         app.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn run_loadgen(opts: &momentum::loadgen::Options) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("momentum: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let progress = |c: &momentum::loadgen::Counts, t: std::time::Duration| {
+        let sent = c.sent.load(Ordering::Relaxed);
+        eprintln!(
+            "loadgen: {:>5.1} s  sent {sent} spans ({:.0}/s)  refused {}  retried {}  failed {}",
+            t.as_secs_f64(),
+            sent as f64 / t.as_secs_f64().max(1e-9),
+            c.refused.load(Ordering::Relaxed),
+            c.retried.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+        );
+    };
+    match rt.block_on(momentum::loadgen::run(opts, progress)) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("momentum: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// SIGTERM and SIGINT (shutdown) and SIGHUP (re-read certificates and token files),

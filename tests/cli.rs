@@ -1,6 +1,8 @@
 //! The command line: `validate` reports every problem with its key path and exits 2;
 //! `--help` works on every command.
 
+mod common;
+
 use std::process::Command;
 
 fn momentum(args: &[&str]) -> std::process::Output {
@@ -102,4 +104,63 @@ fn an_unusable_archive_dir_fails_the_start() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&archive.display().to_string()), "{err}");
+}
+
+/// `momentum loadgen` against another momentum: the spans it says were sent are exactly
+/// the spans that instance accepted, over gRPC and over OTLP/HTTP, at a fixed rate and as
+/// fast as possible.
+#[test]
+fn loadgen_counts_exactly_what_the_target_accepted() {
+    let p = common::Proc::start(&common::config_yaml(""));
+    let mut expected = [0u64; 2];
+    for (protocol, addr, rate, i) in [("grpc", &p.grpc, "20000", 0), ("http", &p.http, "0", 1)] {
+        let out = momentum(&[
+            "loadgen",
+            "--endpoint",
+            &format!("http://{addr}"),
+            "--protocol",
+            protocol,
+            "--rate",
+            rate,
+            "--duration",
+            "2s",
+            "--services",
+            "5",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent: u64 = stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "sent")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no sent count in {stdout:?}"));
+        assert!(sent > 0, "{stdout}");
+        assert!(stdout.contains("failed 0 spans"), "{stdout}");
+        expected[i] = sent;
+    }
+    let m = p.wait_metrics(30, |m| {
+        let got = |t| {
+            common::metric(
+                m,
+                "momentum_receiver_accepted_spans_total",
+                &[("transport", t)],
+            )
+        };
+        got("grpc") == Some(expected[0] as f64) && got("http") == Some(expected[1] as f64)
+    });
+    // the fleet: the five services are there
+    for s in ["checkout", "payments", "catalog", "search", "service-5"] {
+        assert!(
+            m.contains(&format!(
+                "momentum_sli_requests_total{{service_name=\"{s}\""
+            )),
+            "{s}"
+        );
+    }
+    assert!(p.stop().success());
 }
