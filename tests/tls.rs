@@ -431,6 +431,38 @@ fn forwarding_and_push_to_a_tls_next_hop_with_a_bearer_header_deliver_everything
 }
 
 #[test]
+fn remote_write_and_own_telemetry_reach_a_tls_endpoint_with_their_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let rt = rt();
+    let (hop, captured) = common::sinks::start_sink_tls(&rt, Some(pki.server_config()));
+    let ca = pki.ca.display();
+    let port = hop.port();
+    let p = Proc::start(&common::config_yaml(&format!(
+        "exporters:\n  remote_write:\n    endpoint: https://127.0.0.1:{port}/api/v1/write\n    interval: 1s\n    tls: {{ ca_file: {ca} }}\n    headers: {{ authorization: Bearer rw-token }}\ntelemetry:\n  otlp:\n    endpoint: https://127.0.0.1:{port}\n    interval: 1s\n    tls: {{ ca_file: {ca} }}\n    headers: {{ authorization: Bearer own-token }}\n"
+    )));
+    poll(
+        30,
+        "a remote write and a self-metrics push over TLS",
+        |last| {
+            let rw = *captured.remote_writes.lock().unwrap();
+            let own = captured.metrics.lock().unwrap().len();
+            *last = format!("{rw} remote writes, {own} OTLP metrics requests");
+            (rw > 0 && own > 0).then_some(())
+        },
+    );
+    assert!(p.stop().success());
+    let auth = captured.authorization.lock().unwrap().clone();
+    assert!(auth.contains(&Some("Bearer rw-token".into())), "{auth:?}");
+    assert!(auth.contains(&Some("Bearer own-token".into())), "{auth:?}");
+    assert!(
+        auth.iter()
+            .all(|a| matches!(a.as_deref(), Some("Bearer rw-token" | "Bearer own-token"))),
+        "{auth:?}"
+    );
+}
+
+#[test]
 fn bad_tls_and_auth_files_stop_the_start_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());

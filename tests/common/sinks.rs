@@ -30,6 +30,8 @@ pub struct Captured {
     pub traces: Mutex<Vec<ExportTraceServiceRequest>>,
     /// the `authorization` header of every request, in arrival order
     pub authorization: Mutex<Vec<Option<String>>>,
+    /// remote-write requests (snappy bodies, not decoded)
+    pub remote_writes: Mutex<usize>,
 }
 
 fn authorization(m: &tonic::metadata::MetadataMap) -> Option<String> {
@@ -88,9 +90,27 @@ pub fn start_sink_tls(
     let sink = Sink(captured.clone());
     let http_sink = captured.clone();
     let http_traces = captured.clone();
+    let remote = captured.clone();
     let app = tonic::service::Routes::new(MetricsServiceServer::new(sink.clone()))
         .add_service(TraceServiceServer::new(sink))
         .into_axum_router()
+        .route(
+            "/api/v1/write",
+            axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+                let c = remote.clone();
+                async move {
+                    assert_eq!(headers.get("content-encoding").unwrap(), "snappy");
+                    assert!(!body.is_empty());
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    c.authorization.lock().unwrap().push(auth);
+                    *c.remote_writes.lock().unwrap() += 1;
+                    http::StatusCode::NO_CONTENT
+                }
+            }),
+        )
         .route(
             "/v1/traces",
             axum::routing::post(move |headers: http::HeaderMap, body: bytes::Bytes| {
