@@ -13,9 +13,11 @@
 #     server itself on a free port; the package's own service is never started.
 #   - chromium: Debian's headless-capable browser (and a font), when missing (needs root);
 #     the report test renders `momentum report --format html` and checks a screenshot.
+#   - amtool: from Debian's `prometheus-alertmanager`, when missing (needs root); the
+#     stack test checks config/alertmanager.yml with it.
 # The integration tests find these through MOMENTUM_PYTHON, MOMENTUM_PROMTOOL,
-# MOMENTUM_PROMETHEUS and MOMENTUM_CHROMIUM, exported here; a caller may preset the last
-# three to use other binaries.
+# MOMENTUM_PROMETHEUS, MOMENTUM_CHROMIUM and MOMENTUM_AMTOOL, exported here; a caller may
+# preset the last four to use other binaries.
 # CARGO_TARGET_DIR is left as the caller has it.
 set -euo pipefail
 
@@ -142,13 +144,31 @@ setup_chromium() {
     step "chromium: $MOMENTUM_CHROMIUM"
 }
 
+# The stack test checks config/alertmanager.yml with amtool (Debian's
+# prometheus-alertmanager).
+setup_amtool() {
+    if [[ -n ${MOMENTUM_AMTOOL:-} ]]; then
+        [[ -x $MOMENTUM_AMTOOL ]] || die "MOMENTUM_AMTOOL=$MOMENTUM_AMTOOL is not an executable"
+        step "amtool: $MOMENTUM_AMTOOL (from MOMENTUM_AMTOOL)"
+        return
+    fi
+    if ! command -v amtool >/dev/null; then
+        step "amtool: installing Debian package 'prometheus-alertmanager'"
+        apt_install amtool prometheus-alertmanager
+        command -v amtool >/dev/null || die "package 'prometheus-alertmanager' installed but amtool is not on PATH"
+    fi
+    MOMENTUM_AMTOOL=$(command -v amtool)
+    step "amtool: $MOMENTUM_AMTOOL"
+}
+
 t0=$(now)
 setup_venv
 setup_promtool
 setup_prometheus
 setup_chromium
+setup_amtool
 export MOMENTUM_PYTHON=$ROOT/.venv/bin/python
-export MOMENTUM_PROMTOOL MOMENTUM_PROMETHEUS MOMENTUM_CHROMIUM
+export MOMENTUM_PROMTOOL MOMENTUM_PROMETHEUS MOMENTUM_CHROMIUM MOMENTUM_AMTOOL
 step "setup done in $(elapsed "$t0")"
 $setup_only && exit 0
 
@@ -164,7 +184,7 @@ locked=()
 
 t=$(now)
 step "python: byte-compiling tests/py and bench scripts"
-"$MOMENTUM_PYTHON" -m py_compile tests/py/*.py bench/*.py || die "a Python helper does not compile"
+"$MOMENTUM_PYTHON" -m py_compile tests/py/*.py bench/*.py config/grafana/*.py || die "a Python helper does not compile"
 
 step "cargo fmt --check"
 cargo fmt --all --check || die "code is not formatted: run 'cargo fmt --all'"
