@@ -42,26 +42,6 @@ impl Out {
             }
         }
     }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.s.push_str(name);
-        if !labels.is_empty() {
-            self.s.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.s.push(',');
-                }
-                self.s.push_str(k);
-                self.s.push_str("=\"");
-                escape_into(&mut self.s, v);
-                self.s.push('"');
-            }
-            self.s.push('}');
-        }
-        self.s.push(' ');
-        write_value(&mut self.s, value);
-        self.s.push('\n');
-    }
 }
 
 fn unit_of(fam: &str) -> Option<&'static str> {
@@ -75,6 +55,10 @@ fn unit_of(fam: &str) -> Option<&'static str> {
 }
 
 fn escape_into(s: &mut String, v: &str) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        s.push_str(v);
+        return;
+    }
     for ch in v.chars() {
         match ch {
             '\\' => s.push_str("\\\\"),
@@ -97,12 +81,82 @@ fn write_value(s: &mut String, v: f64) {
     }
 }
 
+/// Prometheus label names of OTLP attribute keys (`service.name` → `service_name`),
+/// translated once per key per render, not once per sample.
+#[derive(Default)]
+struct LabelNames(Vec<(&'static str, String)>);
+
+impl LabelNames {
+    fn get(&mut self, key: &'static str) -> &str {
+        // a handful of distinct keys: a linear scan by pointer, then by value
+        let i = match self
+            .0
+            .iter()
+            .position(|(k, _)| std::ptr::eq(*k, key) || *k == key)
+        {
+            Some(i) => i,
+            None => {
+                self.0.push((key, prom_label(key)));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
+    }
+}
+
+impl Out {
+    /// One sample of `name` + `suffix` with the attributes `attrs` (OTLP keys) and an
+    /// optional extra label, written straight into the text.
+    fn sample_attrs(
+        &mut self,
+        names: &mut LabelNames,
+        (name, suffix): (&str, &str),
+        attrs: &[(&'static str, std::sync::Arc<str>)],
+        extra: Option<(&str, &str)>,
+        value: f64,
+    ) {
+        self.s.push_str(name);
+        self.s.push_str(suffix);
+        if !attrs.is_empty() || extra.is_some() {
+            self.s.push('{');
+            let mut first = true;
+            for (k, v) in attrs {
+                if !first {
+                    self.s.push(',');
+                }
+                first = false;
+                self.s.push_str(names.get(k));
+                self.s.push_str("=\"");
+                escape_into(&mut self.s, v);
+                self.s.push('"');
+            }
+            if let Some((k, v)) = extra {
+                if !first {
+                    self.s.push(',');
+                }
+                self.s.push_str(k);
+                self.s.push_str("=\"");
+                escape_into(&mut self.s, v);
+                self.s.push('"');
+            }
+            self.s.push('}');
+        }
+        self.s.push(' ');
+        write_value(&mut self.s, value);
+        self.s.push('\n');
+    }
+}
+
 /// Renders families as exposition text.
 pub fn render_families(families: &[Family], openmetrics: bool) -> String {
+    let samples: usize = families.iter().map(|f| f.samples.len()).sum();
     let mut o = Out {
-        s: String::with_capacity(64 * 1024),
+        // ~80 bytes a line: one allocation for the whole text, nearly always
+        s: String::with_capacity(64 * 1024 + samples * 96),
         om: openmetrics,
     };
+    let mut names = LabelNames::default();
+    let mut quantile_text: Vec<(f64, String)> = Vec::new();
     for f in families {
         let kind = match f.kind {
             FKind::Counter => Kind::Counter,
@@ -111,27 +165,38 @@ pub fn render_families(families: &[Family], openmetrics: bool) -> String {
         };
         o.family(f.prom, kind, f.help);
         for smp in &f.samples {
-            let labels: Vec<(String, &str)> = smp
-                .attrs
-                .iter()
-                .map(|(k, v)| (prom_label(k), &**v))
-                .collect();
-            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             match &smp.value {
-                Value::Number(v) => o.sample(f.prom, &l, *v),
+                Value::Number(v) => o.sample_attrs(&mut names, (f.prom, ""), &smp.attrs, None, *v),
                 Value::Summary {
                     count,
                     sum,
                     quantiles,
                 } => {
                     for (q, v) in quantiles {
-                        let qs = q.to_string();
-                        let mut lq = l.clone();
-                        lq.push(("quantile", &qs));
-                        o.sample(f.prom, &lq, *v);
+                        let i = match quantile_text.iter().position(|(x, _)| x == q) {
+                            Some(i) => i,
+                            None => {
+                                quantile_text.push((*q, q.to_string()));
+                                quantile_text.len() - 1
+                            }
+                        };
+                        let qs = &quantile_text[i].1;
+                        o.sample_attrs(
+                            &mut names,
+                            (f.prom, ""),
+                            &smp.attrs,
+                            Some(("quantile", qs)),
+                            *v,
+                        );
                     }
-                    o.sample(&format!("{}_sum", f.prom), &l, *sum);
-                    o.sample(&format!("{}_count", f.prom), &l, *count as f64);
+                    o.sample_attrs(&mut names, (f.prom, "_sum"), &smp.attrs, None, *sum);
+                    o.sample_attrs(
+                        &mut names,
+                        (f.prom, "_count"),
+                        &smp.attrs,
+                        None,
+                        *count as f64,
+                    );
                 }
             }
         }
@@ -157,9 +222,22 @@ mod tests {
             s: String::new(),
             om: false,
         };
-        o.sample("m", &[("a", "x\"y\\z\nw")], 3.0);
-        o.sample("m", &[], 0.25);
-        assert_eq!(o.s, "m{a=\"x\\\"y\\\\z\\nw\"} 3\nm 0.25\n");
+        let mut names = LabelNames::default();
+        let attrs = [("a", std::sync::Arc::from("x\"y\\z\nw"))];
+        o.sample_attrs(&mut names, ("m", ""), &attrs, None, 3.0);
+        o.sample_attrs(&mut names, ("m", "_sum"), &[], None, 0.25);
+        let attrs = [("service.name", std::sync::Arc::from("s"))];
+        o.sample_attrs(
+            &mut names,
+            ("m", ""),
+            &attrs,
+            Some(("quantile", "0.5")),
+            1.5,
+        );
+        assert_eq!(
+            o.s,
+            "m{a=\"x\\\"y\\\\z\\nw\"} 3\nm_sum 0.25\nm{service_name=\"s\",quantile=\"0.5\"} 1.5\n"
+        );
     }
 
     #[test]
