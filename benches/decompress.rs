@@ -2,8 +2,9 @@
 //! request (100 spans, ~29 KB) gzip- and zstd-compressed, decompressed per iteration.
 //! Chained traffic from an OpenTelemetry Collector arrives gzip-compressed by default.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use momentum::receiver::decompress;
+use std::hint::black_box;
 use std::io::Write;
 
 #[path = "common/request.rs"]
