@@ -701,3 +701,39 @@ fn a_pair_whose_ticket_fires_is_not_evicted_though_it_is_the_least_recently_seen
     let slo = h.pair("production").slo.unwrap();
     assert_eq!(slo.states[0].started, [0, 1], "production was not evicted");
 }
+
+#[test]
+fn an_idle_pair_whose_page_still_fires_after_its_incident_closed_stays_in_view() {
+    // A 1-day SLO window scales the 6h/30m page threshold to 6 x 1/30 = 0.2: after an
+    // outage, healthy minutes close the incident while the 30-minute window still holds
+    // the outage and that page still fires. The pair then goes silent past series_idle:
+    // a firing page keeps it in the exports.
+    let yaml = format!("{}limits:\n  series_idle: 10m\n", config("1d"));
+    let mut h = Harness::with_yaml(T0, &yaml);
+    // no background errors: at this window even 0.05 % would page
+    let reqs = failing(T0, T0 + HOUR + 25 * MIN, |k| (3600..4200).contains(&k));
+    for chunk in reqs.chunks(60) {
+        h.deliver("production", chunk);
+    }
+    h.tick();
+    let slo = h.pair("production").slo.unwrap();
+    assert_eq!(h.events("incident_open", "production"), [T0 + 3610 * S]);
+    assert_eq!(h.events("incident_resolved", "production"), [T0 + 4500 * S]);
+    assert!(
+        slo.incident.is_none(),
+        "healthy minutes closed the incident"
+    );
+    assert!(
+        slo.states[0].firing[0],
+        "the 6h/30m page of availability fires"
+    );
+    // Quiet until idle past series_idle, the outage still inside the 30-minute window.
+    h.clock.set(T0 + HOUR + 37 * MIN);
+    h.tick();
+    let (pairs, _) = h.p.snapshot();
+    let p = pairs
+        .iter()
+        .find(|p| &*p.environment == "production")
+        .expect("an idle pair whose page fires stays in view");
+    assert!(p.slo.as_ref().unwrap().states[0].firing[0]);
+}
