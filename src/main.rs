@@ -247,15 +247,9 @@ fn run(cfg: Config) -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("momentum: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async move {
         // Signal handlers first: a SIGTERM sent right after the ready line must reach the
@@ -280,17 +274,22 @@ fn run(cfg: Config) -> ExitCode {
     })
 }
 
-fn run_loadgen(opts: &momentum::loadgen::Options) -> ExitCode {
-    use std::sync::atomic::Ordering;
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded tokio runtime, or the exit code of a failure to start it.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("momentum: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+            ExitCode::from(1)
+        })
+}
+
+fn run_loadgen(opts: &momentum::loadgen::Options) -> ExitCode {
+    use std::sync::atomic::Ordering;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     let progress = |c: &momentum::loadgen::Counts, t: std::time::Duration| {
         let sent = c.sent.load(Ordering::Relaxed);
