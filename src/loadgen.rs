@@ -5,7 +5,7 @@
 //! HTTP routes of the service, log-normal latencies around the service's median, and the
 //! service's error ratio (status ERROR and `http.response.status_code` 500). Refusals the
 //! OTLP spec calls retryable (UNAVAILABLE, 503, 429, …) are retried with the delay the
-//! endpoint asked for (or backoff) until accepted; `sent` counts only spans the endpoint
+//! endpoint asked for (or the forwarder's backoff with full jitter) until accepted; `sent` counts only spans the endpoint
 //! accepted, so it is exactly what the endpoint took.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,7 @@ use prost::Message;
 
 use crate::config::OtlpProtocol;
 use crate::export::forward::client::{Client, SendError};
+use crate::export::forward::full_jitter;
 use crate::receiver::Signal;
 
 /// What to send, where, how fast.
@@ -316,13 +317,11 @@ pub async fn run(
 /// Sends one request until it is accepted, refused for good, or still refused at
 /// `give_up`; counts the outcome.
 async fn send(client: &Client, body: &Bytes, spans: u64, counts: &Counts, give_up: Instant) {
-    let mut backoff = Duration::from_millis(100);
-    let mut first = true;
+    let mut failures = 0u32;
     loop {
-        if !first {
+        if failures > 0 {
             counts.retried.fetch_add(1, Ordering::Relaxed);
         }
-        first = false;
         match client.send(Signal::Traces, body).await {
             Ok(()) => {
                 counts.sent.fetch_add(spans, Ordering::Relaxed);
@@ -336,8 +335,9 @@ async fn send(client: &Client, body: &Bytes, spans: u64, counts: &Counts, give_u
             }
             Err(SendError::Retryable { after, .. }) => {
                 counts.refused.fetch_add(1, Ordering::Relaxed);
-                let wait = after.unwrap_or(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                // the forwarder's policy: the delay asked for, else full jitter
+                let wait = after.unwrap_or_else(|| full_jitter(failures));
+                failures += 1;
                 if Instant::now() + wait >= give_up {
                     counts.failed.fetch_add(spans, Ordering::Relaxed);
                     return;
