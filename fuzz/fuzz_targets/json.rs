@@ -2,19 +2,17 @@
 //! panic.
 #![no_main]
 
+#[path = "signal.rs"]
+mod signal;
+
 use libfuzzer_sys::fuzz_target;
 use momentum::receiver::decode::{decode_traces, DecodeOptions};
 use momentum::receiver::json::json_to_protobuf;
 use momentum::receiver::Signal;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else {
+    let Some((signal, body)) = signal::split(data) else {
         return;
-    };
-    let signal = match selector % 3 {
-        0 => Signal::Traces,
-        1 => Signal::Metrics,
-        _ => Signal::Logs,
     };
     if let Ok(pb) = json_to_protobuf(signal, body) {
         if signal == Signal::Traces {

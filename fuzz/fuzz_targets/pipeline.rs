@@ -3,11 +3,13 @@
 //! is processed, late or invalid.
 #![no_main]
 
+#[path = "signal.rs"]
+mod signal;
+
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use momentum::pipeline::inline::Inline;
-use momentum::receiver::Signal;
 
 fn pipeline() -> &'static Mutex<Inline> {
     static P: OnceLock<Mutex<Inline>> = OnceLock::new();
@@ -18,13 +20,8 @@ fn pipeline() -> &'static Mutex<Inline> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else {
+    let Some((signal, body)) = signal::split(data) else {
         return;
-    };
-    let signal = match selector % 3 {
-        0 => Signal::Traces,
-        1 => Signal::Metrics,
-        _ => Signal::Logs,
     };
     let mut p = pipeline().lock().unwrap();
     let _ = p.send(signal, body);
