@@ -62,6 +62,10 @@ async fn metrics(State(a): State<Admin>, headers: HeaderMap) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
+    // Rendered on this worker (~20 ms at 2,000 pairs). Not in the blocking pool nor
+    // through block_in_place: both move renders between threads, and each thread that
+    // renders keeps a malloc arena of a scrape's size (the cardinality test's peak RSS:
+    // 121-134 MiB like this, 141-235 MiB with spawn_blocking, 251-342 with block_in_place).
     let body = prometheus::render(&a.telemetry, om);
     let ct = if om {
         prometheus::OPENMETRICS_CONTENT_TYPE

@@ -399,8 +399,8 @@ impl OtlpPush {
 
     /// One push of every family, retried until `deadline`.
     pub async fn push_once(&self, deadline: Instant) -> Result<(), ExportError> {
-        let families = collect(&self.telemetry);
-        let req = to_request(&families, self.telemetry.shared.clock.now_ns());
+        let now = self.telemetry.shared.clock.now_ns();
+        let req = collect(&self.telemetry, |families| to_request(families, now));
         self.target
             .send(data_points(&req), deadline, || self.client.export(&req))
             .await
@@ -411,9 +411,8 @@ impl OtlpPush {
 mod tests {
     use super::*;
     use crate::export::families::Sample;
-    use std::sync::Arc;
 
-    fn fam(kind: Kind, samples: Vec<Sample>) -> Family {
+    fn fam(kind: Kind, samples: Vec<Sample<'static>>) -> Family<'static> {
         Family {
             otlp: "momentum.x",
             prom: "momentum_x",
@@ -424,9 +423,9 @@ mod tests {
         }
     }
 
-    fn sample(value: Value, start_ns: u64) -> Sample {
+    fn sample(value: Value, start_ns: u64) -> Sample<'static> {
         Sample {
-            attrs: vec![("service.name", Arc::from("a"))],
+            attrs: smallvec::smallvec![("service.name", "a")],
             value,
             start_ns,
         }

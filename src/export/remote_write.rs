@@ -219,9 +219,8 @@ impl RemoteWrite {
 
     /// One push of every sample, retried (5xx, 429, transport errors) until `deadline`.
     pub async fn push_once(&self, deadline: Instant) -> Result<(), ExportError> {
-        let families = collect(&self.telemetry);
         let ts_ms = (self.telemetry.shared.clock.now_ns() / 1_000_000) as i64;
-        let req = to_request(&families, ts_ms);
+        let req = collect(&self.telemetry, |families| to_request(families, ts_ms));
         let items = req.timeseries.len() as u64;
         let body = match encode(&req) {
             Ok(b) => b,
@@ -257,10 +256,11 @@ mod tests {
     use crate::export::families::Sample as FSample;
     use crate::export::prometheus::render_families;
 
-    fn families() -> Vec<Family> {
-        let a = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, Arc<str>)> {
-            pairs.iter().map(|(k, v)| (*k, Arc::from(*v))).collect()
-        };
+    fn families() -> Vec<Family<'static>> {
+        let a =
+            |pairs: &[(&'static str, &'static str)]| -> crate::export::families::Attrs<'static> {
+                pairs.iter().copied().collect()
+            };
         vec![
             Family {
                 otlp: "momentum.sli.requests",
@@ -300,7 +300,7 @@ mod tests {
                 kind: Kind::Gauge,
                 help: "q",
                 samples: vec![FSample {
-                    attrs: vec![],
+                    attrs: Default::default(),
                     value: Value::Number(0.0),
                     start_ns: 0,
                 }],
