@@ -24,8 +24,11 @@ pub struct Admin {
     pub telemetry: Telemetry,
     /// true once every listener is bound and the shards run; false while shutting down
     pub ready: Arc<AtomicBool>,
-    /// bearer tokens required on `/metrics` and `/api` (`admin.auth`); the probes stay open
+    /// bearer tokens required on `/metrics` and `/api` (`admin.auth`); the probes and the
+    /// dashboard page (which holds no data: it reads `/api`) stay open
     pub auth: Option<Arc<Tokens>>,
+    /// per-pair history for the dashboard
+    pub history: Arc<crate::history::History>,
 }
 
 /// The admin router.
@@ -35,10 +38,12 @@ pub fn router(admin: Admin) -> axum::Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{name}", get(service))
         .route("/api/v1/services/{name}/gate", get(gate))
+        .route("/api/v1/services/{name}/history", get(history))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/", get(dashboard))
         .merge(guarded)
         .with_state(admin)
 }
@@ -127,21 +132,77 @@ async fn readyz(State(a): State<Admin>) -> Response {
     }
 }
 
+/// The live dashboard: one page embedded in the binary (no assets fetched from elsewhere),
+/// reading `/api` (the README's Dashboard).
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
 async fn services(State(a): State<Admin>) -> Json<Value> {
+    use crate::slo::{OBJECTIVES, SEVERITIES};
     let (pairs, _) = merged(&a.telemetry.router.views());
     let list: Vec<Value> = pairs
         .iter()
         .map(|p| {
+            let (budget, firing, incident) = match &p.slo {
+                Some(slo) => (
+                    slo.states
+                        .iter()
+                        .map(|st| st.budget_remaining)
+                        .reduce(f64::min),
+                    slo.objectives
+                        .iter()
+                        .zip(&slo.states)
+                        .flat_map(|(o, st)| {
+                            SEVERITIES
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| st.firing[*i])
+                                .map(move |(_, sev)| format!("{} {sev}", OBJECTIVES[o.kind]))
+                        })
+                        .collect::<Vec<_>>(),
+                    slo.incident.map(|i| i.opened_ns),
+                ),
+                None => (None, vec![], None),
+            };
             json!({
                 "service": &*p.service,
                 "environment": &*p.environment,
                 "requests_total": p.totals.requests,
                 "errors_total": p.totals.errors,
                 "availability_5m": p.availability(0),
+                "current_version": p.delivery.current_version.as_deref(),
+                "momentum_index": p.delivery.index,
+                "error_budget_remaining_min": budget,
+                "alerts_firing": firing,
+                "incident_opened_unix_nano": incident,
             })
         })
         .collect();
     Json(json!({ "services": list }))
+}
+
+async fn history(
+    State(a): State<Admin>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match find_pair(&a, &name, &q) {
+        Ok((p, _)) => Json(json!({
+            "service": &*p.service,
+            "environment": &*p.environment,
+            "points": a.history.points(&p.service, &p.environment),
+        }))
+        .into_response(),
+        Err(r) => *r,
+    }
 }
 
 /// Finds the pair a request names: 404 for an unknown service, 400 listing the
@@ -261,6 +322,7 @@ fn delivery_json(p: &PairView) -> Value {
         "deployments_failed_total": d.decided[1],
         "rollbacks_total": d.rollbacks,
         "pipelines": pipelines,
+        "recent_deployments": d.recent,
         "momentum_index": d.index,
         "components": components,
     })
@@ -304,6 +366,11 @@ fn slo_json(p: &PairView) -> Value {
         "incident": slo.incident.map(|i| json!({ "opened_unix_nano": i.opened_ns })),
         "incidents_total": slo.incidents_total,
         "time_to_restore_median_seconds": nearest_rank(&sorted, 0.5),
+        "recent_incidents": slo.restores.iter().map(|r| json!({
+            "opened_unix_nano": r.resolved_ns - r.ttr_ns,
+            "resolved_unix_nano": r.resolved_ns,
+            "time_to_restore_seconds": r.ttr_ns as f64 * 1e-9,
+        })).collect::<Vec<_>>(),
         "gate": { "allow": allow, "reasons": reasons },
     })
 }
@@ -313,6 +380,14 @@ fn quantiles_json(q: Option<[f64; 5]>) -> Value {
         None => Value::Null,
         Some(q) => json!({ "p50": q[0], "p90": q[1], "p95": q[2], "p99": q[3], "p99.9": q[4] }),
     }
+}
+
+fn exemplar_json(e: &crate::sli::exemplars::Exemplar) -> Value {
+    json!({
+        "trace_id": e.trace_hex(),
+        "end_unix_nano": e.end_ns,
+        "latency_seconds": e.latency_ns as f64 * 1e-9,
+    })
 }
 
 /// The JSON document of one pair.
@@ -343,6 +418,8 @@ pub fn service_json(p: &PairView, ops: &[&OpView]) -> Value {
                 "requests_total": o.totals.requests,
                 "errors_total": o.totals.errors,
                 "latency_5m": quantiles_json(o.quantiles),
+                "slowest_5m": o.exemplars.slowest.iter().map(exemplar_json).collect::<Vec<_>>(),
+                "errors_5m": o.exemplars.errors.iter().map(exemplar_json).collect::<Vec<_>>(),
             })
         })
         .collect();

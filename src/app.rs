@@ -363,6 +363,13 @@ impl App {
             (tx, tokio::spawn(o.run(rx)))
         });
         let (stop, stop_rx) = watch::channel(false);
+        // the dashboard's history of every pair; the sampler ends with the listeners
+        let history = Arc::new(crate::history::History::default());
+        tokio::spawn(crate::history::sample(
+            history.clone(),
+            router.clone(),
+            stop_rx.clone(),
+        ));
         let grace = connection_grace(Duration::from_nanos(config.shutdown_timeout.as_nanos()));
         // Both OTLP listeners share one connection budget; the admin endpoint has its own,
         // so OTLP clients at their limit never starve /healthz, /readyz or /metrics.
@@ -391,6 +398,7 @@ impl App {
                     telemetry,
                     ready: ready.clone(),
                     auth: admin_auth,
+                    history: history.clone(),
                 }),
                 conns: ConnLimit::new(ADMIN_CONNECTIONS),
                 tls: admin_tls,

@@ -112,7 +112,7 @@ pub struct Service {
     pub error_ratio: f64,
 }
 
-const ROUTES: [&[&str]; 4] = [
+const ROUTES: [&[&str]; 5] = [
     &[
         "POST /api/checkout",
         "GET /api/cart",
@@ -125,16 +125,19 @@ const ROUTES: [&[&str]; 4] = [
         "GET /api/categories",
     ],
     &["GET /api/search", "GET /api/suggest"],
+    &["GET /api/stock/{sku}", "POST /api/reservations"],
 ];
 
-/// `n` services: checkout, payments, catalog and search first (each with its own
-/// latency and error mix), then `service-5`, `service-6`, … with mixes of their own.
+/// `n` services: checkout, payments, catalog, search and inventory first (each with its
+/// own latency and error mix, healthy against the default objectives: 99.9 % available,
+/// 99 % within 300 ms), then `service-6`, `service-7`, … with mixes of their own.
 pub fn fleet(n: usize) -> Vec<Service> {
     let named = [
-        ("checkout", 80, 0.010),
-        ("payments", 120, 0.005),
-        ("catalog", 25, 0.002),
-        ("search", 60, 0.020),
+        ("checkout", 60, 0.0002),
+        ("payments", 70, 0.0001),
+        ("catalog", 25, 0.00005),
+        ("search", 45, 0.0003),
+        ("inventory", 35, 0.0001),
     ];
     (0..n)
         .map(|i| {
@@ -144,8 +147,8 @@ pub fn fleet(n: usize) -> Vec<Service> {
                 .unwrap_or_else(|| {
                     (
                         format!("service-{}", i + 1),
-                        20 + (i as u64 * 37) % 180,
-                        0.001 * (1 + i % 7) as f64,
+                        20 + (i as u64 * 37) % 60,
+                        0.0001 * (1 + i % 7) as f64,
                     )
                 });
             Service {
@@ -159,7 +162,8 @@ pub fn fleet(n: usize) -> Vec<Service> {
         .collect()
 }
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
+/// A key-value attribute.
+pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue { value: Some(value) }),
@@ -167,7 +171,8 @@ fn kv(key: &str, value: any_value::Value) -> KeyValue {
     }
 }
 
-fn s(v: &str) -> any_value::Value {
+/// A string attribute value.
+pub fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.into())
 }
 
@@ -178,21 +183,33 @@ fn normal(rng: &mut fastrand::Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// One request of `n` spans of `svc`, ending just before `now_ns`.
-pub fn request(
+/// How a version of a service behaves: its error ratio and its latency as a multiple of
+/// the service's median.
+#[derive(Clone, Copy, Debug)]
+pub struct Behaviour {
+    /// fraction of requests that fail
+    pub error_ratio: f64,
+    /// latency multiple of the service's median
+    pub slowdown: f64,
+}
+
+/// `n` SERVER spans of `svc` ending in `[from_ns, to_ns)`: its routes, log-normal latency
+/// (sigma 0.5, a p99 about 3.2× the median) and errors (status ERROR, HTTP 500) as `b`.
+pub fn server_spans(
     svc: &Service,
+    b: Behaviour,
     n: usize,
-    now_ns: u64,
+    (from_ns, to_ns): (u64, u64),
     rng: &mut fastrand::Rng,
-) -> ExportTraceServiceRequest {
-    let spans = (0..n)
+) -> Vec<Span> {
+    (0..n)
         .map(|_| {
             let route = svc.routes[rng.usize(..svc.routes.len())];
             let (method, path) = route.split_once(' ').unwrap_or(("GET", route));
-            // log-normal around the median, sigma 0.5: a p99 about 3.2x the median
-            let lat = (svc.median.as_nanos() as f64 * (0.5 * normal(rng)).exp()) as u64;
-            let end = now_ns.saturating_sub(rng.u64(0..5_000_000));
-            let failed = rng.f64() < svc.error_ratio;
+            let lat =
+                (svc.median.as_nanos() as f64 * b.slowdown * (0.5 * normal(rng)).exp()) as u64;
+            let end = rng.u64(from_ns..to_ns.max(from_ns + 1));
+            let failed = rng.f64() < b.error_ratio;
             Span {
                 trace_id: rng.u128(1..).to_be_bytes().to_vec(),
                 span_id: rng.u64(1..).to_be_bytes().to_vec(),
@@ -215,27 +232,49 @@ pub fn request(
                 ..Default::default()
             }
         })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", s(&svc.name)),
-                    kv("service.version", s(&svc.version)),
-                    kv("deployment.environment.name", s("production")),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
+        .collect()
+}
+
+/// The spans of one resource: `service.name`, `service.version` (when given) and
+/// `deployment.environment.name` production.
+pub fn resource_spans(service: &str, version: Option<&str>, spans: Vec<Span>) -> ResourceSpans {
+    let mut attributes = vec![kv("service.name", s(service))];
+    if let Some(v) = version {
+        attributes.push(kv("service.version", s(v)));
+    }
+    attributes.push(kv("deployment.environment.name", s("production")));
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes,
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 
-fn now_ns() -> u64 {
+/// One request of `n` spans of `svc`, ending in the 5 ms before `now_ns`.
+pub fn request(
+    svc: &Service,
+    n: usize,
+    now_ns: u64,
+    rng: &mut fastrand::Rng,
+) -> ExportTraceServiceRequest {
+    let b = Behaviour {
+        error_ratio: svc.error_ratio,
+        slowdown: 1.0,
+    };
+    let spans = server_spans(svc, b, n, (now_ns.saturating_sub(5_000_000), now_ns), rng);
+    ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans(&svc.name, Some(&svc.version), spans)],
+    }
+}
+
+/// Wall-clock time (Unix ns).
+pub fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -316,7 +355,7 @@ pub async fn run(
 
 /// Sends one request until it is accepted, refused for good, or still refused at
 /// `give_up`; counts the outcome.
-async fn send(client: &Client, body: &Bytes, spans: u64, counts: &Counts, give_up: Instant) {
+pub async fn send(client: &Client, body: &Bytes, spans: u64, counts: &Counts, give_up: Instant) {
     let mut failures = 0u32;
     loop {
         if failures > 0 {

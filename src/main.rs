@@ -27,6 +27,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the processor with a built-in synthetic fleet sending to it over OTLP: two days
+    /// of history replayed (releases, CI runs, a canary, a bad release, its incident and
+    /// rollback), then live traffic. Prints the dashboard URL.
+    Demo {
+        /// Config file (YAML); without it the embedded default config, with the archive in
+        /// a fresh temporary directory (the replay needs an archive without older state).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Check a config file: prints `config ok`, or every problem with its key path (exit 2).
     Validate {
         /// Config file (YAML).
@@ -165,21 +174,36 @@ fn main() -> ExitCode {
             };
             run_loadgen(&opts)
         }
-        Command::Run { config } => {
-            let cfg = match config {
-                Some(path) => match Config::load(&path) {
-                    Ok(c) => c,
-                    Err(errors) => {
-                        for e in &errors {
-                            eprintln!("{}: {e}", path.display());
-                        }
-                        return ExitCode::from(2);
+        Command::Run { config } => match load(config) {
+            Ok(cfg) => run(cfg, false),
+            Err(code) => code,
+        },
+        Command::Demo { config } => {
+            let fresh = config.is_none();
+            match load(config) {
+                Ok(mut cfg) => {
+                    if fresh {
+                        cfg.archive.dir = std::env::temp_dir()
+                            .join(format!("momentum-demo-{}", std::process::id()));
                     }
-                },
-                None => Config::embedded_default(),
-            };
-            run(cfg)
+                    run(cfg, true)
+                }
+                Err(code) => code,
+            }
         }
+    }
+}
+
+/// The config file, or the embedded default without one; exit 2 listing every problem.
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    match config {
+        Some(path) => Config::load(&path).map_err(|errors| {
+            for e in &errors {
+                eprintln!("{}: {e}", path.display());
+            }
+            ExitCode::from(2)
+        }),
+        None => Ok(Config::embedded_default()),
     }
 }
 
@@ -239,7 +263,7 @@ fn run_report(
     }
 }
 
-fn run(cfg: Config) -> ExitCode {
+fn run(cfg: Config, demo: bool) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MOMENTUM_LOG")
@@ -251,6 +275,7 @@ fn run(cfg: Config) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    let archive_dir = cfg.archive.dir.clone();
     rt.block_on(async move {
         // Signal handlers first: a SIGTERM sent right after the ready line must reach the
         // graceful shutdown, not the default action.
@@ -267,7 +292,28 @@ fn run(cfg: Config) -> ExitCode {
             app.grpc_addr, app.http_addr, app.admin_addr
         );
         tracing::info!(grpc = %app.grpc_addr, http = %app.http_addr, admin = %app.admin_addr, "listening");
+        let fleet = demo.then(|| {
+            let story = momentum::demo::Story::new(momentum::loadgen::now_ns());
+            println!(
+                "momentum demo: dashboard http://{}/ (services {}; archive {})",
+                app.admin_addr,
+                story.services().collect::<Vec<_>>().join(", "),
+                archive_dir.display(),
+            );
+            let endpoint: http::Uri = format!("http://{}", app.grpc_addr)
+                .parse()
+                .expect("a socket address is a URI authority");
+            tokio::spawn(async move {
+                let counts = momentum::loadgen::Counts::default();
+                if let Err(e) = momentum::demo::run(&endpoint, story, &counts).await {
+                    tracing::error!("demo fleet: {e}");
+                }
+            })
+        });
         signals.wait(&app).await;
+        if let Some(f) = fleet {
+            f.abort();
+        }
         tracing::info!("shutting down");
         app.shutdown().await;
         ExitCode::SUCCESS

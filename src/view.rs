@@ -79,10 +79,33 @@ pub struct DeliveryView {
     pub rollbacks: u64,
     /// pipelines
     pub pipelines: Vec<PipelineView>,
+    /// the latest deployments within the lookback, oldest first (at most
+    /// [`RECENT_DEPLOYMENTS`]): the dashboard's markers and the on-call list
+    pub recent: Vec<DeploymentView>,
     /// the momentum index components (absent ones None)
     pub components: crate::delivery::index::Components,
     /// the momentum index, 0–100 (None when every component is absent)
     pub index: Option<f64>,
+}
+
+/// How many deployments a pair's view lists.
+pub const RECENT_DEPLOYMENTS: usize = 12;
+
+/// One deployment of a pair, as the API lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeploymentView {
+    /// when (event time, Unix ns)
+    pub time_unix_nano: u64,
+    /// the version deployed
+    pub version: Arc<str>,
+    /// the version it replaced
+    pub previous: Option<Arc<str>>,
+    /// a rollback
+    pub rollback: bool,
+    /// pending, succeeded or failed
+    pub outcome: &'static str,
+    /// lead time once a matching pipeline run is known (s)
+    pub lead_time_seconds: Option<f64>,
 }
 
 /// One CI/CD pipeline of a pair.
@@ -116,6 +139,8 @@ pub struct OpView {
     pub totals: Totals,
     /// 5m quantiles
     pub quantiles: Option<[f64; 5]>,
+    /// trace ids of the slowest requests and latest errors of the last 5 minutes
+    pub exemplars: crate::sli::exemplars::ExemplarsView,
 }
 
 /// A shard's published state.

@@ -154,7 +154,7 @@ fn loadgen_counts_exactly_what_the_target_accepted() {
         got("grpc") == Some(expected[0] as f64) && got("http") == Some(expected[1] as f64)
     });
     // the fleet: the five services are there
-    for s in ["checkout", "payments", "catalog", "search", "service-5"] {
+    for s in ["checkout", "payments", "catalog", "search", "inventory"] {
         assert!(
             m.contains(&format!(
                 "momentum_sli_requests_total{{service_name=\"{s}\""

@@ -1182,3 +1182,120 @@ fn every_exported_family_equals_the_rules_computed_from_the_spans_sent() {
         "report and live agree on the median of {ttr:?}"
     );
 }
+
+/// Exemplars: the API lists, per operation, the slowest request of each of the last five
+/// minutes (three, slowest first) and the latest errors (newest first) by trace id; the
+/// OpenMetrics exposition attaches the latest error's trace to the operation's and the
+/// pair's errors counters, and the Prometheus text has no exemplars.
+#[test]
+fn an_operations_slowest_and_failing_traces_are_its_exemplars() {
+    let p = Proc::start(&config_yaml(""));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // 20 requests of GET /a, 5 s apart over the last 100 s: trace i lasts a latency of
+    // its own; traces 5 and 9 fail
+    let lat = |i: u64| (1 + (i * 7) % 20) * MS;
+    let end = |i: u64| now - (20 - i) * 5 * S;
+    let spans: Vec<Span> = (0..20u64)
+        .map(|i| Span {
+            trace_id: vec![i as u8 + 1; 16],
+            span_id: vec![1; 8],
+            name: "GET /a".into(),
+            kind: span::SpanKind::Server as i32,
+            start_time_unix_nano: end(i) - lat(i),
+            end_time_unix_nano: end(i),
+            status: [5, 9].contains(&i).then(|| Status {
+                code: status::StatusCode::Error as i32,
+                message: String::new(),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    grpc_export(
+        &p.grpc,
+        vec![ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "ex")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }],
+    );
+    let hex = |i: u64| format!("{:02x}", i + 1).repeat(16);
+    // the slowest of each minute, slowest first, three of them
+    let mut by_minute: BTreeMap<u64, u64> = BTreeMap::new();
+    for i in 0..20 {
+        let m = end(i) / MIN;
+        let best = by_minute.entry(m).or_insert(i);
+        if lat(i) > lat(*best) {
+            *best = i;
+        }
+    }
+    let mut slowest: Vec<u64> = by_minute.into_values().collect();
+    slowest.sort_by_key(|&i| std::cmp::Reverse(lat(i)));
+    slowest.truncate(3);
+    let doc = poll(30, "the operation's exemplars", |last| {
+        let (status, body) = p.admin_get("/api/v1/services/ex");
+        let d: serde_json::Value = serde_json::from_str(&body).ok()?;
+        *last = body;
+        (status == 200 && d["operations"][0]["errors_total"] == 2).then_some(d)
+    });
+    let op = &doc["operations"][0];
+    let ids = |k: &str| -> Vec<String> {
+        op[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["trace_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids("slowest_5m"),
+        slowest.iter().map(|&i| hex(i)).collect::<Vec<_>>()
+    );
+    assert_eq!(ids("errors_5m"), [hex(9), hex(5)]);
+    assert!(
+        (op["slowest_5m"][0]["latency_seconds"].as_f64().unwrap() - lat(slowest[0]) as f64 * 1e-9)
+            .abs()
+            < 1e-12
+    );
+    let (status, _, body) = common::http_request(
+        &p.admin,
+        "GET",
+        "/metrics",
+        &[("accept", "application/openmetrics-text; version=1.0.0")],
+        &[],
+    );
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("service_name=\"ex\""))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .to_string()
+    };
+    let ts = format!("{:.3}", end(9) as f64 * 1e-9);
+    for name in [
+        "momentum_operation_errors_total{",
+        "momentum_sli_errors_total{",
+    ] {
+        assert!(
+            line(name).ends_with(&format!(" 2 # {{trace_id=\"{}\"}} 1 {ts}", hex(9))),
+            "{}",
+            line(name)
+        );
+    }
+    assert!(
+        !p.metrics().contains("# {trace_id"),
+        "no exemplars in the Prometheus text"
+    );
+    assert!(p.stop().success());
+}

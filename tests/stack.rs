@@ -67,22 +67,13 @@ fn grafana_dashboards_query_only_exported_metrics_and_match_their_generator() {
     let dir = root().join("config/grafana/dashboards");
     let boards = dashboards(&dir);
     assert_eq!(boards.len(), 3, "executive, on-call, debug");
-    // What momentum exports: every family has its TYPE line, samples or not.
-    let p = common::Proc::start(&common::config_yaml(""));
-    let out = Command::new(env!("CARGO_BIN_EXE_momentum"))
-        .args([
-            "loadgen",
-            "--endpoint",
-            &format!("http://{}", p.grpc),
-            "--duration",
-            "1s",
-            "--rate",
-            "1000",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let m = p.wait_metrics(30, |m| m.contains("service_name=\"checkout\""));
+    // What the demo exports (every family has its TYPE line, samples or not), once its
+    // story is replayed.
+    let p = common::Proc::start_command("demo", &common::config_yaml(""), &[]);
+    let m = p.wait_metrics(60, |m| {
+        m.contains("momentum_index{service_name=\"checkout\"")
+            && m.contains("momentum_delivery_lead_time_seconds_count{service_name=\"checkout\"")
+    });
     let exported: BTreeSet<&str> = m
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

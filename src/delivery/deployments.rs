@@ -900,8 +900,34 @@ impl Delivery {
             decided: self.decided,
             rollbacks: self.rollbacks,
             pipelines,
+            recent: self.recent(clock, r),
             ..Default::default()
         }
+    }
+
+    /// The latest deployments within the lookback, oldest first.
+    fn recent(&self, clock: u64, r: &Rules) -> Vec<crate::view::DeploymentView> {
+        let mut recent: Vec<crate::view::DeploymentView> = self
+            .deployments
+            .iter()
+            .rev()
+            .take_while(|d| d.time + r.lookback >= clock)
+            .take(crate::view::RECENT_DEPLOYMENTS)
+            .map(|d| crate::view::DeploymentView {
+                time_unix_nano: d.time,
+                version: d.version.clone(),
+                previous: d.previous.clone(),
+                rollback: d.rollback,
+                outcome: match d.outcome {
+                    Outcome::Pending => "pending",
+                    Outcome::Succeeded => "succeeded",
+                    Outcome::Failed => "failed",
+                },
+                lead_time_seconds: d.lead_time.map(|ns| ns as f64 * 1e-9),
+            })
+            .collect();
+        recent.reverse();
+        recent
     }
 }
 

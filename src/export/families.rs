@@ -6,6 +6,7 @@
 use smallvec::{smallvec, SmallVec};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sli::exemplars::Exemplar;
 use crate::telemetry::Telemetry;
 use crate::view::{merged, OpView, PairView, QUANTILE_WINDOWS, WINDOW_LABELS};
 
@@ -67,6 +68,9 @@ pub struct Family<'a> {
     pub help: &'static str,
     /// samples
     pub samples: Vec<Sample<'a>>,
+    /// exemplars, by index into `samples`, in sample order (the errors counters: the
+    /// latest error's trace); rendered in OpenMetrics only
+    pub exemplars: Vec<(usize, Exemplar)>,
 }
 
 impl<'a> Family<'a> {
@@ -84,6 +88,7 @@ impl<'a> Family<'a> {
             kind,
             help,
             samples: Vec::new(),
+            exemplars: Vec::new(),
         }
     }
 
@@ -188,8 +193,20 @@ fn families<'a>(
     ] {
         f.samples.reserve(n * per_pair);
     }
-    for p in pairs {
+    // a pair's latest error: the latest among its operations'
+    let mut latest_error: Vec<Option<Exemplar>> = vec![None; pairs.len()];
+    for (pi, op) in ops {
+        if let (Some(e), Some(slot)) = (op.exemplars.errors.first(), latest_error.get_mut(*pi)) {
+            if slot.is_none_or(|s| s.end_ns < e.end_ns) {
+                *slot = Some(*e);
+            }
+        }
+    }
+    for (pi, p) in pairs.iter().enumerate() {
         req.push(pair_attrs(p), p.totals.requests as f64, p.start_ns);
+        if let Some(e) = latest_error[pi] {
+            err.exemplars.push((err.samples.len(), e));
+        }
         err.push(pair_attrs(p), p.totals.errors as f64, p.start_ns);
         for (wi, w) in QUANTILE_WINDOWS.iter().enumerate() {
             lat.samples.push(Sample {
@@ -239,6 +256,9 @@ fn families<'a>(
     for (pi, op) in ops {
         let a = with(pair_attrs(&pairs[*pi]), "operation", &op.operation);
         oreq.push(a.clone(), op.totals.requests as f64, op.start_ns);
+        if let Some(e) = op.exemplars.errors.first() {
+            oerr.exemplars.push((oerr.samples.len(), *e));
+        }
         oerr.push(a.clone(), op.totals.errors as f64, op.start_ns);
         olat.samples.push(Sample {
             attrs: with(a, "window", "5m"),

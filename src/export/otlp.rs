@@ -420,6 +420,7 @@ mod tests {
             kind,
             help: "h",
             samples,
+            exemplars: Vec::new(),
         }
     }
 

@@ -150,6 +150,21 @@ impl Out {
     }
 }
 
+impl Out {
+    /// An OpenMetrics exemplar on the sample line just written: the trace of one
+    /// request (value 1) and its end time in seconds.
+    fn exemplar(&mut self, e: &crate::sli::exemplars::Exemplar) {
+        if self.s.ends_with('\n') {
+            self.s.pop();
+        }
+        self.s.push_str(" # {trace_id=\"");
+        self.s.push_str(&e.trace_hex());
+        self.s.push_str("\"} 1 ");
+        let _ = write!(self.s, "{:.3}", e.end_ns as f64 * 1e-9);
+        self.s.push('\n');
+    }
+}
+
 /// Renders families as exposition text.
 pub fn render_families(families: &[Family], openmetrics: bool) -> String {
     // lines, not samples: a summary sample is a line per quantile, `_sum` and `_count`
@@ -175,9 +190,17 @@ pub fn render_families(families: &[Family], openmetrics: bool) -> String {
             FKind::Summary => Kind::Summary,
         };
         o.family(f.prom, kind, f.help);
-        for smp in &f.samples {
+        let mut exemplars = f.exemplars.iter().peekable();
+        for (si, smp) in f.samples.iter().enumerate() {
             match &smp.value {
-                Value::Number(v) => o.sample_attrs(&mut names, (f.prom, ""), &smp.attrs, None, *v),
+                Value::Number(v) => {
+                    o.sample_attrs(&mut names, (f.prom, ""), &smp.attrs, None, *v);
+                    if let Some((_, e)) = exemplars.next_if(|(i, _)| *i == si) {
+                        if o.om {
+                            o.exemplar(e);
+                        }
+                    }
+                }
                 Value::Summary {
                     count,
                     sum,

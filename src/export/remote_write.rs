@@ -276,6 +276,7 @@ mod tests {
                     value: Value::Number(42.0),
                     start_ns: 1,
                 }],
+                exemplars: Vec::new(),
             },
             Family {
                 otlp: "momentum.sli.latency",
@@ -292,6 +293,7 @@ mod tests {
                     },
                     start_ns: 1,
                 }],
+                exemplars: Vec::new(),
             },
             Family {
                 otlp: "momentum.pipeline.queue_depth",
@@ -304,6 +306,7 @@ mod tests {
                     value: Value::Number(0.0),
                     start_ns: 0,
                 }],
+                exemplars: Vec::new(),
             },
         ]
     }

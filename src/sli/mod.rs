@@ -6,6 +6,7 @@
 //! - [`series`]: per-series latency sub-windows and roll-ups.
 
 pub mod classify;
+pub mod exemplars;
 pub mod metrics;
 pub mod series;
 pub mod sketch;

@@ -18,6 +18,8 @@ pub struct Proc {
     pub http: String,
     pub admin: String,
     pub dir: tempfile::TempDir,
+    /// the rest of its stdout (kept open: a closed pipe would fail its next line)
+    pub stdout: BufReader<std::process::ChildStdout>,
 }
 
 /// The config every test starts from: all ports OS-chosen; `extra` is appended.
@@ -35,11 +37,16 @@ impl Proc {
 
     /// As [`Proc::start`], with extra environment variables (the test hooks).
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Proc {
+        Self::start_command("run", yaml, env)
+    }
+
+    /// `momentum <command> --config <yaml>` (run, demo), with extra environment variables.
+    pub fn start_command(command: &str, yaml: &str, env: &[(&str, &str)]) -> Proc {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("momentum.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_momentum"))
-            .args(["run", "--config"])
+            .args([command, "--config"])
             .arg(&cfg)
             .envs(env.iter().copied())
             .current_dir(dir.path())
@@ -49,9 +56,8 @@ impl Proc {
             .expect("spawn momentum");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ready line");
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line).expect("read ready line");
         let field = |k: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{k}=")))
@@ -64,6 +70,7 @@ impl Proc {
             admin: field("admin"),
             child,
             dir,
+            stdout,
         }
     }
 

@@ -324,6 +324,7 @@ impl ShardCore {
             if end > op.last_event {
                 op.last_event = end;
             }
+            op.exemplars.offer(end, lat_ns, err, s.raw.bytes(buf));
         }
     }
 }

@@ -214,6 +214,7 @@ impl ShardCore {
                 start_ns: op.start_ns,
                 totals: op.totals,
                 quantiles: quantiles(&self.mapping, &self.scratch),
+                exemplars: op.exemplars.view(p.clock),
             });
         }
         v.memory_bytes = mem;

@@ -86,6 +86,7 @@ pub(super) struct Op {
     pub last_event: u64,
     pub latency: Latency,
     pub totals: Totals,
+    pub exemplars: crate::sli::exemplars::Exemplars,
 }
 
 impl ShardCore {
@@ -413,6 +414,7 @@ impl ShardCore {
             last_event: 0,
             latency: Latency::new(wm, self.set.keep_minutes, false, self.set.archive_window),
             totals: Totals::default(),
+            exemplars: Default::default(),
         };
         let oid = match self.free_ops.pop() {
             Some(i) => {
