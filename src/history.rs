@@ -46,6 +46,9 @@ pub struct Point {
     pub burn_1h: Option<f64>,
     /// the momentum index
     pub index: Option<f64>,
+    /// its components, in the order of `delivery::index::COMPONENTS` (throughput,
+    /// lead_time, stability, recovery, reliability)
+    pub components: [Option<f64>; 5],
     /// an incident is open
     pub incident: bool,
 }
@@ -73,6 +76,7 @@ impl Point {
                 slo.states.iter().map(|st| st.burn[2]).reduce(f64::max)
             }),
             index: p.delivery.index,
+            components: std::array::from_fn(|i| p.delivery.components.get(i)),
             incident: p.slo.as_ref().is_some_and(|s| s.incident.is_some()),
         }
     }

@@ -429,6 +429,39 @@ fn archive_self_metrics_are_exposed() {
     assert!(p.stop().success());
 }
 
+/// The writer's time counters are in seconds: once files are written, the time spent
+/// writing them is above 0 and far below the minutes this test is bounded to (counted in
+/// nanoseconds as seconds it would be millions).
+#[test]
+fn archive_write_time_is_counted_in_seconds() {
+    let archive = tempfile::tempdir().unwrap();
+    let p = Proc::start(&archive_yaml(archive.path(), ""));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut seq = 0u64;
+    // ten minutes of history up to now: the old windows close and are written
+    for k in (0..=10u64).rev() {
+        let body = shop_request("1.0.0", now - k * MIN_NS, 5, 0, None, &mut seq);
+        assert_eq!(post_protobuf(&p.http, &body), Some(200));
+    }
+    // the writer flushes every `archive.window` (1m) of wall time
+    let m = p.wait_metrics(150, |m| {
+        metric(m, "momentum_archive_files_written_total", &[]).unwrap_or(0.0) >= 1.0
+    });
+    let written = metric(&m, "momentum_archive_write_seconds_total", &[]).unwrap();
+    assert!(
+        written > 0.0 && written < 600.0,
+        "{written} s spent writing"
+    );
+    assert_eq!(
+        metric(&m, "momentum_archive_blocked_seconds_total", &[]),
+        Some(0.0)
+    );
+    assert!(p.stop().success());
+}
+
 /// One request of `n` SERVER spans of `shop` (prod) at `version`, ending at `end`; the
 /// first `errors` are errors; `deployment` adds an explicit record (id, status) on a span.
 fn shop_request(

@@ -737,3 +737,124 @@ fn an_idle_pair_whose_page_still_fires_after_its_incident_closed_stays_in_view()
         .expect("an idle pair whose page fires stays in view");
     assert!(p.slo.as_ref().unwrap().states[0].firing[0]);
 }
+
+/// A long silence is not evaluated boundary by boundary: once the 3-day window is empty
+/// and nothing fires, the rest of the jump is skipped and the evaluation is recorded at
+/// the last boundary the pair's clock crossed. An outage after five silent days then
+/// pages and opens an incident at the same instants as it would after an evaluation of
+/// every boundary (a skip recorded at the wrong boundary would leave the evaluation
+/// behind, never reaching the outage).
+#[test]
+fn after_a_long_silence_an_outage_pages_as_it_would_live() {
+    let mut h = Harness::new(T0);
+    // ten healthy minutes (1 slow request in 200, 1 error in 2,000: nothing fires)
+    for chunk in traffic(T0, T0 + 10 * MIN, None).chunks(60) {
+        h.deliver("production", chunk);
+    }
+    // five silent days, then 20 minutes of traffic whose minutes 5 to 15 all fail
+    let back = T0 + 10 * MIN + 5 * DAY;
+    h.clock.set(back);
+    h.tick();
+    let (out_start, out_end) = (back + 5 * MIN, back + 15 * MIN);
+    for chunk in traffic(back, back + 20 * MIN, Some((out_start, out_end))).chunks(60) {
+        h.deliver("production", chunk);
+    }
+    let p = h.pair("production");
+    let slo = p.slo.as_ref().unwrap();
+    assert_eq!(slo.evaluated_at, p.clock_ns / RES * RES);
+    // burn(5m) and burn(1h) pass 14.4 within seconds of the outage's start (the hour
+    // holds only the 5 minutes since the silence)
+    let pages = h.alerts("alert_start", "production", Some("page"));
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(
+        pages[0] > out_start && pages[0] < out_start + 2 * MIN,
+        "{pages:?}"
+    );
+    assert_eq!(h.events("incident_open", "production"), pages);
+}
+
+/// A restore counts for `delivery.lookback` (30d) after it, no longer, also across a jump:
+/// a service silent for 31 days shows no time to restore at once (before, the restore
+/// stayed until the next boundary was evaluated one by one).
+#[test]
+fn a_restore_older_than_the_lookback_is_forgotten_after_a_long_silence() {
+    let mut h = Harness::new(T0);
+    let out_start = T0 + HOUR;
+    let reqs = traffic(
+        T0,
+        out_start + 30 * MIN,
+        Some((out_start, out_start + 10 * MIN)),
+    );
+    for chunk in reqs.chunks(60) {
+        h.deliver("production", chunk);
+    }
+    let slo = h.pair("production").slo.unwrap();
+    assert_eq!(slo.incidents_total, 1);
+    assert!(slo.incident.is_none(), "resolved once the errors stopped");
+    assert_eq!(slo.restores_sorted().len(), 1);
+    let resolved = h.events("incident_resolved", "production")[0];
+    // 29 days on the restore still counts; 31 days on it is gone
+    h.clock.set(resolved + 29 * DAY + 2 * MIN + 5 * S);
+    h.tick();
+    assert_eq!(h.pair("production").slo.unwrap().restores_sorted().len(), 1);
+    h.clock.set(resolved + 31 * DAY + 2 * MIN + 5 * S);
+    h.tick();
+    let p = h.pair("production");
+    assert!(p.slo.unwrap().restores_sorted().is_empty());
+    assert_eq!(p.delivery.components.recovery, None);
+}
+
+/// Four requests in every 10 s bucket from T0, `errors` of them failing, per
+/// `(buckets, errors)` of `plan`.
+fn buckets(plan: &[(u64, u64)]) -> Vec<Req> {
+    let mut out = Vec::new();
+    let mut b = 0u64;
+    for &(n, errors) in plan {
+        for _ in 0..n {
+            for j in 0..4u64 {
+                out.push(Req {
+                    end: T0 + b * RES + (1 + 2 * j) * S,
+                    lat: 100 * MS,
+                    err: j < errors,
+                });
+            }
+            b += 1;
+        }
+    }
+    out
+}
+
+/// The alert rule is "burn > factor", strictly: a burn rate that lands exactly on the
+/// threshold does not page, in the long window or in the short one. Exactness needs an
+/// objective whose 1 − target is a binary fraction (75 %: allowed 0.25) and a window
+/// whose factor scaling gives exactly 1 (14.4 × 50h/30d = 1.0 in f64); for 99.9 % or
+/// 99 % a burn never equals a threshold.
+#[test]
+fn a_burn_rate_exactly_at_the_threshold_does_not_page() {
+    let yaml = "slos:\n  - service: shop\n    environment: \"*\"\n    window: 50h\n    objectives:\n      availability: 75\n";
+    let page_starts = |plan: &[(u64, u64)]| {
+        let mut h = Harness::with_yaml(T0, yaml);
+        for chunk in buckets(plan).chunks(400) {
+            h.deliver("production", chunk);
+        }
+        let slo = h.pair("production").slo.unwrap();
+        (
+            slo.states[0].started[0],
+            h.alerts("alert_start", "production", Some("page")),
+        )
+    };
+    // the long window on the threshold: after 5 clean hours, an hour whose last 5 minutes
+    // fail half their requests and which holds exactly 360 errors in 1,440 requests: at
+    // its end burn(1h) = 1 exactly, burn(5m) = 2 (earlier, burn(1h) < 1)
+    let long = [(1800, 0), (300, 1), (30, 0), (30, 2), (6, 0)];
+    assert_eq!(page_starts(&long), (0, vec![]));
+    // the short window on the threshold: a 5-minute burst at half, then exactly a
+    // quarter failing: once the clean hour has left, burn(1h) > 1 while burn(5m) = 1
+    // exactly (during the burst burn(1h) < 1); 6h and 30m stay under their factor
+    let short = [(1800, 0), (30, 2), (340, 1)];
+    assert_eq!(page_starts(&short), (0, vec![]));
+    // one more failing request in every bucket of the short case's tail pages, so the
+    // construction is one request away from the rule
+    let over = [(1800, 0), (30, 2), (300, 1), (40, 2)];
+    assert_eq!(page_starts(&over).0, 1);
+}

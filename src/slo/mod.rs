@@ -308,6 +308,8 @@ impl SloState {
             s.burn[WIN_SLO] = o.burn(&slo);
             s.budget_remaining = o.budget_remaining(&slo);
         }
+        // a jump past the lookback leaves no restore behind (time to restore, recovery)
+        self.expire(b);
         self.evaluated_at = b;
     }
 
@@ -435,6 +437,12 @@ impl SloState {
             }
             None => {}
         }
+        self.expire(b);
+        self.evaluated_at = b;
+    }
+
+    /// Forgets the restores older than the lookback at `b`.
+    fn expire(&mut self, b: u64) {
         while self
             .restores
             .front()
@@ -442,7 +450,6 @@ impl SloState {
         {
             self.restores.pop_front();
         }
-        self.evaluated_at = b;
     }
 
     /// Times to restore (s) of the incidents resolved within the lookback, sorted.
