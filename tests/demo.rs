@@ -4,30 +4,18 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{metric, wait_exit, Proc};
 
 const SERVICES: [&str; 5] = ["checkout", "payments", "catalog", "search", "inventory"];
 
-/// Sum of a family's samples whose line contains `with`.
-fn sum(m: &str, name: &str, with: &str) -> f64 {
-    m.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-                && l.contains(with)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Services with a positive sample of `name`.
 fn services_with(m: &str, name: &str) -> usize {
     SERVICES
         .iter()
-        .filter(|s| sum(m, name, &format!("service_name=\"{s}\"")) > 0.0)
+        .filter(|s| common::family_sum(m, name, &format!("service_name=\"{s}\"")) > 0.0)
         .count()
 }
 
@@ -52,9 +40,9 @@ fn the_demo_shows_every_signal_within_a_minute() {
     let m = p.wait_metrics(60, |m| {
         services_with(m, "momentum_index") >= 3
             && services_with(m, "momentum_delivery_deployments_total") >= 3
-            && sum(m, "momentum_delivery_rollbacks_total", "checkout") >= 1.0
-            && sum(m, "momentum_recovery_incidents_total", "checkout") >= 1.0
-            && sum(
+            && common::family_sum(m, "momentum_delivery_rollbacks_total", "checkout") >= 1.0
+            && common::family_sum(m, "momentum_recovery_incidents_total", "checkout") >= 1.0
+            && common::family_sum(
                 m,
                 "momentum_recovery_time_to_restore_seconds_count",
                 "checkout",
@@ -73,10 +61,10 @@ fn the_demo_shows_every_signal_within_a_minute() {
             >= 1.0,
         "checkout 2.0.0 failed"
     );
-    assert!(sum(&m, "momentum_delivery_change_failure_ratio", "checkout") > 0.0);
+    assert!(common::family_sum(&m, "momentum_delivery_change_failure_ratio", "checkout") > 0.0);
     // failed CI runs are counted as such
     assert!(
-        sum(
+        common::family_sum(
             &m,
             "momentum_cicd_pipeline_runs_total",
             "result=\"failure\""
@@ -117,29 +105,11 @@ fn the_demo_shows_every_signal_within_a_minute() {
     assert!(p.stop().success());
 }
 
-fn chromium() -> PathBuf {
-    std::env::var_os("MOMENTUM_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("chromium"))
-}
-
 /// Headless Chromium on `url` with `args`; its stdout and stderr.
 fn chromium_run(url: &str, args: &[String]) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let mut child = common::chromium(profile.path())
+        .args(["--enable-logging=stderr", "--v=0"])
         .args(args)
         .arg(url)
         .stdout(Stdio::piped())

@@ -95,19 +95,6 @@ fn one_noisy_service_cannot_take_every_other_services_operations() {
     );
 }
 
-/// Sum of every sample of family `name` (`name{...} v` or `name v` lines) whose label
-/// set contains `with` (`k="v"`), or all when `with` is empty.
-fn family_sum(text: &str, name: &str, with: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-                && l.contains(with)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A cardinality attack through the binary at the default limits: 1,000,000 distinct
 /// span names for one service, then 100,000 distinct service names. Memory stays bounded,
 /// every span is accounted for in a real series or an `__overflow__` one (and in the
@@ -179,7 +166,7 @@ fn a_cardinality_attack_stays_bounded_and_every_span_is_accounted_for() {
     let total = 1_100_000.0;
     // The exports follow the shards' published views (every 500 ms): wait for the last.
     let m = p.wait_metrics(60, |m| {
-        family_sum(m, "momentum_sli_requests_total", "") == total
+        common::family_sum(m, "momentum_sli_requests_total", "") == total
     });
     assert_eq!(
         common::metric(&m, "momentum_pipeline_processed_spans_total", &[]),
@@ -219,15 +206,18 @@ fn a_cardinality_attack_stays_bounded_and_every_span_is_accounted_for() {
         time(&[("accept-encoding", "gzip")])
     );
     // Every span is in exactly one series, real or overflow.
-    assert_eq!(family_sum(&m, "momentum_sli_requests_total", ""), total);
     assert_eq!(
-        family_sum(&m, "momentum_operation_requests_total", ""),
+        common::family_sum(&m, "momentum_sli_requests_total", ""),
+        total
+    );
+    assert_eq!(
+        common::family_sum(&m, "momentum_operation_requests_total", ""),
         total
     );
     let overflow = |kind: &str| {
         common::metric(&m, "momentum_series_overflow_total", &[("kind", kind)]).unwrap()
     };
-    let overflow_service_spans = family_sum(
+    let overflow_service_spans = common::family_sum(
         &m,
         "momentum_sli_requests_total",
         "service_name=\"__overflow__\"",
@@ -237,7 +227,7 @@ fn a_cardinality_attack_stays_bounded_and_every_span_is_accounted_for() {
         "{overflow_service_spans}"
     );
     assert_eq!(overflow("service"), overflow_service_spans);
-    let overflow_ops = family_sum(
+    let overflow_ops = common::family_sum(
         &m,
         "momentum_operation_requests_total",
         "operation=\"__overflow__\"",

@@ -462,24 +462,6 @@ fn bad_usage_exits_2_with_one_sentence() {
     assert!(out.contains("no data in range"), "{out}");
 }
 
-fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("MOMENTUM_CHROMIUM") {
-        return PathBuf::from(p);
-    }
-    for c in ["chromium", "chromium-browser"] {
-        if let Ok(o) = Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-        {
-            let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            if o.status.success() && !p.is_empty() {
-                return PathBuf::from(p);
-            }
-        }
-    }
-    panic!("chromium is not installed: run the suite through ./test.sh (it installs Debian's chromium)");
-}
-
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let b = build(true);
@@ -499,18 +481,7 @@ fn html_report_renders_in_headless_chromium() {
 
     let profile = tempfile::tempdir().unwrap();
     let shot = b.dir.path().join("shot.png");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let mut child = common::chromium(profile.path())
         .arg(format!("--screenshot={}", shot.display()))
         .arg("--window-size=1200,900")
         .arg(format!("file://{}", html.display()))

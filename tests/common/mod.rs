@@ -392,3 +392,49 @@ where
     tokio::spawn(conn);
     send
 }
+
+/// Sum of every sample of family `name` (`name{...} v` or `name v` lines) whose line
+/// contains `with` (`k="v"`), or all when `with` is empty.
+#[allow(dead_code)]
+pub fn family_sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                && l.contains(with)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Debian's chromium (`MOMENTUM_CHROMIUM`, else the first on PATH), headless, with a
+/// throw-away profile in `profile` and the flags a sandboxless CI needs.
+#[allow(dead_code)]
+pub fn chromium(profile: &std::path::Path) -> Command {
+    let bin = std::env::var_os("MOMENTUM_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            ["chromium", "chromium-browser"].iter().find_map(|c| {
+                let o = Command::new("sh")
+                    .args(["-c", &format!("command -v {c}")])
+                    .output()
+                    .ok()?;
+                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                (o.status.success() && !p.is_empty()).then(|| PathBuf::from(p))
+            })
+        })
+        .expect("chromium is not installed: run the suite through ./test.sh (it installs Debian's chromium)");
+    let mut c = Command::new(bin);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
