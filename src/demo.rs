@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{span, Span};
 use prost::Message;
 
 use crate::config::OtlpProtocol;
@@ -238,7 +238,9 @@ impl Story {
                 .collect();
             if !runs.is_empty() {
                 spans_total += runs.len() as u64;
-                req.resource_spans.push(pipeline_resource(&svc.name, runs));
+                // the CI system's resource: no service.version (a build is not what runs)
+                req.resource_spans
+                    .push(loadgen::resource_spans(&svc.name, None, runs));
             }
         }
         (req, spans_total)
@@ -265,12 +267,6 @@ fn run_span(service: &str, r: &Run, rng: &mut fastrand::Rng) -> Span {
         ],
         ..Default::default()
     }
-}
-
-/// The CI system's resource for a service's pipeline: no `service.version` (a build is
-/// not the version running).
-fn pipeline_resource(service: &str, spans: Vec<Span>) -> ResourceSpans {
-    loadgen::resource_spans(service, None, spans)
 }
 
 /// How long the replay of [`REPLAY`] takes at most; it goes faster when the processor is

@@ -68,24 +68,23 @@ impl Exemplars {
         let keep = slot.end_ns == 0
             || minute > slot_minute
             || (minute == slot_minute && latency_ns > slot.latency_ns);
+        if !keep && !error {
+            return;
+        }
+        let Some(trace_id) = trace_id(raw) else {
+            return;
+        };
+        let e = Exemplar {
+            trace_id,
+            end_ns,
+            latency_ns,
+        };
         if keep {
-            if let Some(trace_id) = trace_id(raw) {
-                *slot = Exemplar {
-                    trace_id,
-                    end_ns,
-                    latency_ns,
-                };
-            }
+            *slot = e;
         }
         if error {
-            if let Some(trace_id) = trace_id(raw) {
-                self.errors[self.next_error as usize] = Exemplar {
-                    trace_id,
-                    end_ns,
-                    latency_ns,
-                };
-                self.next_error = ((self.next_error as usize + 1) % ERRORS) as u8;
-            }
+            self.errors[self.next_error as usize] = e;
+            self.next_error = ((self.next_error as usize + 1) % ERRORS) as u8;
         }
     }
 
