@@ -146,7 +146,7 @@ async fn dashboard() -> Response {
 }
 
 async fn services(State(a): State<Admin>) -> Json<Value> {
-    use crate::slo::{OBJECTIVES, SEVERITIES};
+    use crate::slo::OBJECTIVES;
     let (pairs, _) = merged(&a.telemetry.router.views());
     let list: Vec<Value> = pairs
         .iter()
@@ -161,11 +161,8 @@ async fn services(State(a): State<Admin>) -> Json<Value> {
                         .iter()
                         .zip(&slo.states)
                         .flat_map(|(o, st)| {
-                            SEVERITIES
-                                .iter()
-                                .enumerate()
-                                .filter(|(i, _)| st.firing[*i])
-                                .map(move |(_, sev)| format!("{} {sev}", OBJECTIVES[o.kind]))
+                            st.firing_severities()
+                                .map(move |sev| format!("{} {sev}", OBJECTIVES[o.kind]))
                         })
                         .collect::<Vec<_>>(),
                     slo.incident.map(|i| i.opened_ns),
@@ -329,7 +326,7 @@ fn delivery_json(p: &PairView) -> Value {
 }
 
 fn slo_json(p: &PairView) -> Value {
-    use crate::slo::{nearest_rank, OBJECTIVES, SEVERITIES};
+    use crate::slo::{nearest_rank, OBJECTIVES};
     let Some(slo) = &p.slo else {
         return Value::Null;
     };
@@ -342,12 +339,7 @@ fn slo_json(p: &PairView) -> Value {
             for (wi, w) in WINDOW_LABELS.iter().enumerate() {
                 burn.insert((*w).to_string(), json!(st.burn[wi]));
             }
-            let firing: Vec<&str> = SEVERITIES
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| st.firing[*i])
-                .map(|(_, s)| *s)
-                .collect();
+            let firing: Vec<&str> = st.firing_severities().collect();
             json!({
                 "objective": OBJECTIVES[o.kind],
                 "target_percent": o.target * 100.0,

@@ -117,6 +117,17 @@ pub struct ObjectiveState {
     pub started: [u64; 2],
 }
 
+impl ObjectiveState {
+    /// The severities firing ("page", "ticket").
+    pub fn firing_severities(&self) -> impl Iterator<Item = &'static str> + '_ {
+        SEVERITIES
+            .iter()
+            .zip(self.firing)
+            .filter(|(_, on)| *on)
+            .map(|(s, _)| *s)
+    }
+}
+
 /// An incident of a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
