@@ -85,3 +85,9 @@ pub fn heap() -> Option<u64> {
 pub fn heap_peak() -> Option<u64> {
     (COUNTING.load(Ordering::Relaxed) == 1).then(|| PEAK.load(Ordering::Relaxed))
 }
+/// Resident set size of this process (Linux `/proc/self/statm`).
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -317,7 +317,11 @@ impl App {
         }
         let mut span_archive = None;
         if config.archive.spans {
-            let (a, task) = SpanArchiver::start(archive_tx.clone(), archive_stats.clone());
+            let (a, task) = SpanArchiver::start(
+                archive_tx.clone(),
+                archive_stats.clone(),
+                config.limits.max_value_bytes,
+            );
             rx = rx.with_span_archive(a);
             span_archive = Some(task);
         }
@@ -520,10 +524,3 @@ fn connection_grace(shutdown_timeout: Duration) -> Duration {
 
 /// Connections the admin endpoint serves at once (its own budget, apart from OTLP's).
 const ADMIN_CONNECTIONS: usize = 64;
-
-/// Resident set size of this process (Linux `/proc/self/statm`).
-pub fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}

@@ -10,7 +10,11 @@
 //!                   validate)          └─ closed windows ─ archive writer ─ Parquet
 //! ```
 //!
-//! Module map:
+//! Module map (lowest layer first; a module imports only from the ones above it in
+//! docs/architecture.md, which `tests/architecture.rs` holds to):
+//! - [`identity`]: the pair a piece of telemetry belongs to (one set of rules for every
+//!   signal), the pair hash and shard choice; [`signal`]: the OTLP signals, their paths,
+//!   transports and refusal reasons. Both import nothing from the crate.
 //! - [`config`]: the typed config (config/momentum.yaml), its defaults and validation with key paths.
 //! - [`model`]: the decoded, zero-copy form of a trace request handed to shards.
 //! - [`receiver`]: OTLP/gRPC and OTLP/HTTP, the lean decoder, OTLP/JSON, admission.
@@ -30,6 +34,7 @@
 //!   shares, with its connection limits and timeouts.
 //! - [`tls`]: server TLS (mTLS, reload) and the exporters' client TLS; [`auth`]: bearer
 //!   tokens.
+//! - [`inline`]: the whole pipeline in one thread, driven by hand (tests, replays).
 //! - [`loadgen`]: `momentum loadgen`, a synthetic fleet sending OTLP to any endpoint.
 
 pub mod admin;
@@ -42,12 +47,15 @@ pub mod delivery;
 pub mod demo;
 pub mod export;
 pub mod history;
+pub mod identity;
+pub mod inline;
 pub mod loadgen;
 pub mod model;
 pub mod pipeline;
 pub mod receiver;
 pub mod report;
 pub mod serve;
+pub mod signal;
 pub mod sli;
 pub mod slo;
 pub mod telemetry;

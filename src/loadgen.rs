@@ -24,7 +24,7 @@ use prost::Message;
 use crate::config::OtlpProtocol;
 use crate::export::forward::client::{Client, SendError};
 use crate::export::forward::full_jitter;
-use crate::receiver::Signal;
+use crate::signal::Signal;
 
 /// What to send, where, how fast.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::archive::ArchiveStats;
 use crate::pipeline::router::Router;
 use crate::pipeline::Shared;
-use crate::receiver::RefusalCounters;
+use crate::signal::RefusalCounters;
 
 /// Read-only handles to everything exported.
 #[derive(Clone)]

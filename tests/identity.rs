@@ -2,14 +2,24 @@
 //! service (`namespace/name`), the legacy `deployment.environment` stands in for
 //! `deployment.environment.name`, an `slos[]` entry matches the prefixed name, and
 //! version-based deployment detection is skipped for `unknown_service*` (it pools
-//! unrelated programs) while a named service with the same versions deploys.
+//! unrelated programs) while a named service with the same versions deploys. One set of
+//! rules resolves the pair for spans, metric points, log records and archived span rows:
+//! a service name longer than `limits.max_value_bytes` and a repeated key land every
+//! signal in the same pair.
 
 mod common;
 
 use common::kv;
-use momentum::pipeline::inline::Inline;
+use momentum::inline::Inline;
 use momentum::receiver::Signal;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -135,4 +145,130 @@ fn version_changes_of_unknown_service_are_no_deployments() {
     );
     assert_eq!(deployments("unknown_service"), (32, 0, 0));
     assert_eq!(deployments("unknown_service:java"), (32, 0, 0));
+}
+
+/// One delta `http.server.request.duration` point of `count` requests (all fast, none
+/// failed) ending at `end`, under a resource of `attrs`.
+fn metric_points(attrs: &[(&str, &str)], end: u64, count: u64) -> Vec<u8> {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "http.server.request.duration".into(),
+                    unit: "s".into(),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points: vec![HistogramDataPoint {
+                            attributes: vec![kv("http.route", "/")],
+                            start_time_unix_nano: end - MIN,
+                            time_unix_nano: end,
+                            count,
+                            explicit_bounds: vec![0.1, 1.0],
+                            bucket_counts: vec![count, 0, 0],
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: AggregationTemporality::Delta as i32,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// One explicit deployment log record (`deployment.id`, succeeded) at `time`.
+fn deployment_log(attrs: &[(&str, &str)], time: u64) -> Vec<u8> {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: attrs.iter().map(|(k, v)| kv(k, v)).collect(),
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: time,
+                    attributes: vec![
+                        kv("deployment.id", "d-1"),
+                        kv("deployment.status", "succeeded"),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_long_service_name_and_a_repeated_key_are_one_pair_in_every_signal() {
+    // 16 bytes at most: "checkout-servicé…" is cut before the 2-byte "é" that straddles
+    // byte 16, to "checkout-servic"; the namespace is 4 bytes and stays whole.
+    let mut p = Inline::from_yaml("limits:\n  max_value_bytes: 16\n", 2, T0);
+    let long = "checkout-servic\u{e9}-with-a-long-tail";
+    // Repeated keys: the last string occurrence wins everywhere.
+    let res = [
+        ("service.namespace", "shop"),
+        ("service.name", "first-occurrence"),
+        ("service.name", long),
+        ("deployment.environment.name", "staging"),
+        ("deployment.environment.name", "production-eu-west-1"),
+        ("service.version", "1.0"),
+        ("service.version", "1.1"),
+    ];
+    let (service, env) = ("shop/checkout-servic", "production-eu-we");
+
+    p.clock.set(T0 + 2 * S);
+    p.send(Signal::Traces, &request(&res, T0 + S)).unwrap();
+    p.send(Signal::Metrics, &metric_points(&res, T0 + S, 5))
+        .unwrap();
+    p.send(Signal::Logs, &deployment_log(&res, T0 + S)).unwrap();
+    p.drain();
+
+    let (pairs, _) = p.snapshot();
+    let names: Vec<(String, String)> = pairs
+        .iter()
+        .map(|v| (v.service.to_string(), v.environment.to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![(service.to_string(), env.to_string())],
+        "spans, metric points and log records all land in one pair"
+    );
+    let pair = p.pair(service, env).unwrap();
+    assert!(
+        pair.totals.requests >= 1,
+        "the requests counted: {:?}",
+        pair.totals
+    );
+    assert_eq!(pair.delivery.current_version.as_deref(), Some("1.1"));
+    assert_eq!(
+        pair.delivery.recent.len(),
+        1,
+        "the log's deployment record is the pair's: {:?}",
+        pair.delivery.recent
+    );
+    let c = &p.shared.counters;
+    assert_eq!(
+        c.sli_metric_points
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the metric point was used"
+    );
+
+    // The span archive resolves the same pair from the same body.
+    let mut rows = Vec::new();
+    momentum::archive::spans::rows_of(&request(&res, T0 + S), 16, &mut rows).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (&*rows[0].service, &*rows[0].environment, &*rows[0].version),
+        (service, env, "1.1")
+    );
 }

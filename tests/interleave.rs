@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use momentum::pipeline::inline::Inline;
+use momentum::inline::Inline;
 use momentum::receiver::Signal;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -9,7 +9,7 @@
 //! version 1.0 until minute 30 and 2.0 after; SLO 99.9 % availability, 300 ms @ 99 %, 30d.
 
 use momentum::archive::EventRow;
-use momentum::pipeline::inline::Inline;
+use momentum::inline::Inline;
 use momentum::receiver::Signal;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use momentum::archive::EventRow;
+use momentum::inline::Inline;
 use momentum::pipeline::clock::{Clock, ManualClock};
-use momentum::pipeline::inline::Inline;
 use momentum::receiver::Signal;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

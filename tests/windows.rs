@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use momentum::config::Config;
+use momentum::inline::Inline;
 use momentum::pipeline::clock::ManualClock;
-use momentum::pipeline::inline::Inline;
 use momentum::receiver::Signal;
 use momentum::view::PairView;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

@@ -9,7 +9,7 @@ mod signal;
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use momentum::pipeline::inline::Inline;
+use momentum::inline::Inline;
 
 fn pipeline() -> &'static Mutex<Inline> {
     static P: OnceLock<Mutex<Inline>> = OnceLock::new();

@@ -44,13 +44,15 @@ pub struct SpanPermit(OwnedSemaphorePermit);
 
 impl SpanArchiver {
     /// Starts the task; it ends once every handle is dropped and its rows are handed over.
+    /// `max_value_bytes` cuts the pair identity as the decoder does ([`crate::identity`]).
     pub fn start(
         archive: ArchiveSender,
         stats: Arc<ArchiveStats>,
+        max_value_bytes: usize,
     ) -> (SpanArchiver, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES));
-        let task = tokio::spawn(run(rx, archive, stats));
+        let task = tokio::spawn(run(rx, archive, stats, max_value_bytes));
         (SpanArchiver { tx, budget }, task)
     }
 
@@ -76,6 +78,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
     archive: ArchiveSender,
     stats: Arc<ArchiveStats>,
+    max_value_bytes: usize,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -85,7 +88,7 @@ async fn run(
             let mut failed = 0u64;
             let mut permits = Vec::with_capacity(work.len());
             for (body, permit) in work {
-                if rows_of(&body, &mut rows).is_err() {
+                if rows_of(&body, max_value_bytes, &mut rows).is_err() {
                     failed += 1;
                 }
                 permits.push(permit);
@@ -112,8 +115,13 @@ async fn run(
     }
 }
 
-/// Appends the rows of one `ExportTraceServiceRequest` body.
-pub fn rows_of(body: &[u8], rows: &mut Vec<SpanRow>) -> Result<(), prost::DecodeError> {
+/// Appends the rows of one `ExportTraceServiceRequest` body; the pair of each row is
+/// resolved by [`crate::identity`]'s rules, identity values cut to `max_value_bytes`.
+pub fn rows_of(
+    body: &[u8],
+    max_value_bytes: usize,
+    rows: &mut Vec<SpanRow>,
+) -> Result<(), prost::DecodeError> {
     let req = ExportTraceServiceRequest::decode(body)?;
     for rs in &req.resource_spans {
         let attrs = rs
@@ -121,28 +129,10 @@ pub fn rows_of(body: &[u8], rows: &mut Vec<SpanRow>) -> Result<(), prost::Decode
             .as_ref()
             .map(|r| &r.attributes[..])
             .unwrap_or_default();
-        let get = |k: &str| {
-            attrs
-                .iter()
-                .find(|kv| kv.key == k)
-                .and_then(
-                    |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                        Some(Any::StringValue(s)) => Some(s.as_str()),
-                        _ => None,
-                    },
-                )
-                .unwrap_or("")
-        };
-        let service: Arc<str> = crate::pipeline::shard::service_name(
-            get("service.namespace").as_bytes(),
-            get("service.name").as_bytes(),
-        )
-        .into();
-        let env = Some(get("deployment.environment.name"))
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| get("deployment.environment"));
-        let environment: Arc<str> = env.into();
-        let version: Arc<str> = get("service.version").into();
+        let id = crate::identity::resource_identity(attrs, max_value_bytes);
+        let service: Arc<str> = id.service().into();
+        let environment: Arc<str> = id.environment.into();
+        let version: Arc<str> = id.version.into();
         let resource_attributes: Arc<str> = kvs_json(attrs).into();
         for ss in &rs.scope_spans {
             for s in &ss.spans {
@@ -297,7 +287,7 @@ mod tests {
             }],
         };
         let mut rows = Vec::new();
-        rows_of(&req.encode_to_vec(), &mut rows).unwrap();
+        rows_of(&req.encode_to_vec(), 256, &mut rows).unwrap();
         let r = &rows[0];
         assert_eq!(r.trace_id, "ab".repeat(16));
         assert_eq!(r.span_id, "01020304050607ff");
@@ -316,7 +306,7 @@ mod tests {
         assert_eq!(a["map"]["a"], "b");
         let ra: Value = serde_json::from_str(&r.resource_attributes).unwrap();
         assert_eq!(ra["service.version"], "1.2");
-        assert!(rows_of(b"\xff\xff", &mut rows).is_err());
+        assert!(rows_of(b"\xff\xff", 256, &mut rows).is_err());
 
         let b = crate::archive::batch::spans(&rows).unwrap();
         assert_eq!(b.num_rows(), 1);

@@ -431,15 +431,7 @@ pub enum OtlpProtocol {
 }
 
 /// An OTLP signal, as named in `exporters.otlp.forward`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Signal {
-    /// `traces`.
-    Traces,
-    /// `metrics`.
-    Metrics,
-    /// `logs`.
-    Logs,
-}
+pub use crate::signal::Signal;
 
 /// `exporters.otlp.queue`.
 #[derive(Debug, Clone, PartialEq, Eq)]

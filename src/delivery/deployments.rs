@@ -238,7 +238,7 @@ impl Pipeline {
         let result = if self.by_result.len() >= MAX_RESULTS
             && !self.by_result.iter().any(|(res, _)| res == result)
         {
-            crate::pipeline::shard::OVERFLOW
+            crate::identity::OVERFLOW
         } else {
             result
         };
@@ -708,7 +708,7 @@ impl Delivery {
         let known = self.pipelines.iter().any(|(n, _)| &**n == name);
         let name = if !known && self.pipelines.len() >= r.max_pipelines {
             self.pipeline_overflow += 1;
-            crate::pipeline::shard::OVERFLOW
+            crate::identity::OVERFLOW
         } else {
             name
         };
@@ -859,7 +859,7 @@ impl Delivery {
     }
 
     /// The snapshot of this pair's delivery signals at `clock`.
-    pub fn view(&self, clock: u64, r: &Rules) -> crate::view::DeliveryView {
+    pub fn view(&self, clock: u64, r: &Rules) -> super::view::DeliveryView {
         let pipelines = self
             .pipelines
             .iter()
@@ -874,7 +874,7 @@ impl Delivery {
                     .filter(|x| x.counted && x.failed)
                     .map(|x| x.weight)
                     .sum();
-                crate::view::PipelineView {
+                super::view::PipelineView {
                     name: name.clone(),
                     by_result: p.by_result.clone(),
                     durations,
@@ -884,7 +884,7 @@ impl Delivery {
                 }
             })
             .collect();
-        crate::view::DeliveryView {
+        super::view::DeliveryView {
             current_version: self.current.clone(),
             deploy_frequency: self.deploy_frequency(clock, r),
             change_failure: self.change_failure(clock, r),
@@ -906,14 +906,14 @@ impl Delivery {
     }
 
     /// The latest deployments within the lookback, oldest first.
-    fn recent(&self, clock: u64, r: &Rules) -> Vec<crate::view::DeploymentView> {
-        let mut recent: Vec<crate::view::DeploymentView> = self
+    fn recent(&self, clock: u64, r: &Rules) -> Vec<super::view::DeploymentView> {
+        let mut recent: Vec<super::view::DeploymentView> = self
             .deployments
             .iter()
             .rev()
             .take_while(|d| d.time + r.lookback >= clock)
-            .take(crate::view::RECENT_DEPLOYMENTS)
-            .map(|d| crate::view::DeploymentView {
+            .take(super::view::RECENT_DEPLOYMENTS)
+            .map(|d| super::view::DeploymentView {
                 time_unix_nano: d.time,
                 version: d.version.clone(),
                 previous: d.previous.clone(),
@@ -946,7 +946,7 @@ mod tests {
         let get = |k: &str| p.by_result.iter().find(|(r, _)| r == k).map(|x| x.1);
         assert_eq!(get("r3"), Some(3));
         assert_eq!(
-            get(crate::pipeline::shard::OVERFLOW),
+            get(crate::identity::OVERFLOW),
             Some(40 - MAX_RESULTS as u64)
         );
     }

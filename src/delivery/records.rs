@@ -12,10 +12,10 @@
 //! spans, one pass over the batch's rare-attribute records ([`TraceBatch::ext`]).
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
+use crate::identity::{pair_hash, resource_identity, str_attr};
 use crate::model::{flags, Ext, ResourceRec, TraceBatch};
-use crate::pipeline::pair_hash;
 
 /// One explicit deployment record, owned (it crosses to another shard).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,18 +124,17 @@ impl<'a> DeployAttrs<'a> {
         }
     }
 
-    /// OTLP attributes (a log record's or a resource's), with the span decoder's rules:
-    /// the last occurrence of a key wins, only string values count, identity values are
-    /// cut to `max` bytes on a char boundary.
+    /// OTLP attributes (a log record's or a resource's), with the span decoder's rules
+    /// ([`crate::identity`]): the last occurrence of a key wins, only string values count,
+    /// identity values are cut to `max` bytes on a char boundary.
     pub fn of_attrs(attrs: &'a [KeyValue], max: usize) -> Self {
         let s = |k: &str| str_attr(attrs, k).unwrap_or("");
-        let env = nonempty(s("deployment.environment.name"))
-            .unwrap_or_else(|| s("deployment.environment"));
+        let id = resource_identity(attrs, max);
         DeployAttrs {
-            service: cut(s("service.name"), max),
-            namespace: cut(s("service.namespace"), max),
-            environment: cut(env, max),
-            version: cut(s("service.version"), max),
+            service: id.name,
+            namespace: id.namespace,
+            environment: id.environment,
+            version: id.version,
             id: s("deployment.id"),
             status: s("deployment.status"),
             revision: s("vcs.ref.head.revision"),
@@ -173,25 +172,6 @@ impl<'a> DeployAttrs<'a> {
             revision: pick(self.revision, resource.revision),
         }
     }
-}
-
-/// The last occurrence of `key`, when its value is a string.
-pub fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().rev().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
-}
-
-/// `s` cut to at most `max` bytes on a char boundary.
-fn cut(s: &str, max: usize) -> &str {
-    let mut n = s.len().min(max);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s[..n]
 }
 
 /// Adds `rec` to the records of pair (ns, name, env).
@@ -414,6 +394,6 @@ mod tests {
         assert_eq!(named.named_pair(&res), Some(("", "cart", "prod")));
         assert_eq!(named.record(&res, false).version, "2");
         assert_eq!(rec.named_pair(&res), None);
-        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(crate::identity::cut("héllo", 2), "h");
     }
 }

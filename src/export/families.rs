@@ -628,7 +628,7 @@ fn self_telemetry(out: &mut Vec<Family<'_>>, t: &Telemetry, pairs: usize, ops: u
         Kind::Counter,
         "Spans refused, by reason (a request that cannot be decoded counts as one).",
     );
-    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
+    for (i, r) in crate::signal::Reason::ALL.iter().enumerate() {
         f.push(
             smallvec![("reason", r.label())],
             get(&t.refused.spans[i]),
@@ -643,7 +643,7 @@ fn self_telemetry(out: &mut Vec<Family<'_>>, t: &Telemetry, pairs: usize, ops: u
         Kind::Counter,
         "Export requests refused, by reason (all signals).",
     );
-    for (i, r) in crate::receiver::REASONS.iter().enumerate() {
+    for (i, r) in crate::signal::Reason::ALL.iter().enumerate() {
         f.push(
             smallvec![("reason", r.label())],
             get(&t.refused.requests[i]),
@@ -763,7 +763,7 @@ fn self_telemetry(out: &mut Vec<Family<'_>>, t: &Telemetry, pairs: usize, ops: u
     if let Some(h) = crate::alloc::heap() {
         f.push(smallvec![("kind", "heap")], h as f64, 0);
     }
-    if let Some(r) = crate::app::rss_bytes() {
+    if let Some(r) = crate::alloc::rss_bytes() {
         f.push(smallvec![("kind", "rss")], r as f64, 0);
     }
     out.push(f);

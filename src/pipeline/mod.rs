@@ -4,15 +4,11 @@
 
 pub mod checkpoint;
 pub mod clock;
-pub mod inline;
 pub mod router;
 pub mod shard;
 
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use rustc_hash::FxHasher;
 
 use crate::config::Config;
 use clock::{Clock, FleetClock};
@@ -214,22 +210,10 @@ pub struct Counters {
     pub accepted_grpc: AtomicU64,
     /// accepted over HTTP
     pub accepted_http: AtomicU64,
-    /// refused: decode
-    pub refused_decode: AtomicU64,
-    /// refused: too_large
-    pub refused_too_large: AtomicU64,
-    /// refused: unsupported_media_type
-    pub refused_media_type: AtomicU64,
-    /// refused: backpressure
-    pub refused_backpressure: AtomicU64,
-    /// refused: memory_limit
-    pub refused_memory: AtomicU64,
     /// pairs evicted from a full table (their state kept on disk)
     pub evicted_service: AtomicU64,
     /// pairs evicted whose state could not be kept
     pub evicted_lost: AtomicU64,
-    /// refused: unauthenticated
-    pub refused_unauthenticated: AtomicU64,
     /// spans processed by shards
     pub processed: AtomicU64,
     /// spans that fell in closed buckets
@@ -272,24 +256,4 @@ impl Counters {
             c.fetch_add(n, Ordering::Relaxed);
         }
     }
-}
-
-/// The hash of a pair's identity as decoded: (namespace, name, environment). The router
-/// and the shard use the same function, so the shard never re-hashes differently.
-#[inline]
-pub fn pair_hash(namespace: &[u8], name: &[u8], environment: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(namespace);
-    h.write_u8(0xff);
-    h.write(name);
-    h.write_u8(0xff);
-    h.write(environment);
-    h.finish()
-}
-
-/// The shard of a pair hash.
-#[inline]
-pub fn shard_of(hash: u64, shards: usize) -> usize {
-    // High bits: FxHash's low bits are weak for short keys.
-    ((hash >> 32) as usize) % shards.max(1)
 }

@@ -6,7 +6,7 @@
 //! [`Admission`]: room is reserved in every queue or in none, the parts are stamped with
 //! the fleet clock ([`crate::pipeline::clock::Stamp`]) and sent. [`Router`] is the
 //! admission of the running process (tokio channels to the shard tasks);
-//! [`crate::pipeline::inline::Inline`] is the same admission into queues a test drives by
+//! [`crate::inline::Inline`] is the same admission into queues a test drives by
 //! hand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::PairState;
 use super::clock::Stamp;
 use super::shard::{self, Admitted, ShardCore, ShardMsg, Work};
-use super::{pair_hash, shard_of, Settings, Shared};
+use super::{Settings, Shared};
 use crate::delivery::records::{note_runs, split_span_records, DeployRecord, PairRecords};
+use crate::identity::{pair_hash, shard_of};
 use crate::model::{ResourceRec, TraceBatch};
 use crate::sli::metrics::{MetricPoint, PairPoints, RunPoint};
 use crate::view::ShardView;

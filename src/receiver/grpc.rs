@@ -20,13 +20,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::inflight::{Held, ReadError};
 use super::{Reason, Receiver, Refused, Signal, Transport};
-
-/// The gRPC service paths.
-pub const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-/// Metrics export path.
-pub const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-/// Logs export path.
-pub const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+use crate::signal::{LOGS_PATH, METRICS_PATH, TRACES_PATH};
 
 /// The axum router of the gRPC endpoint.
 pub fn router(rx: Arc<Receiver>) -> axum::Router {

@@ -42,17 +42,7 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use super::decode::DecodeError;
-
-/// The OTLP signal a body carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// `ExportTraceServiceRequest` (`/v1/traces`)
-    Traces,
-    /// `ExportMetricsServiceRequest` (`/v1/metrics`)
-    Metrics,
-    /// `ExportLogsServiceRequest` (`/v1/logs`)
-    Logs,
-}
+use crate::signal::Signal;
 
 /// Converts an OTLP/JSON request body to the protobuf encoding of the same request.
 pub fn json_to_protobuf(signal: Signal, body: &[u8]) -> Result<Vec<u8>, DecodeError> {

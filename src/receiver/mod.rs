@@ -8,7 +8,6 @@ pub mod inflight;
 pub mod json;
 
 use std::io::Read;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,44 +20,7 @@ use crate::pipeline::{Counters, Settings, Shared};
 use decode::{decode_traces, DecodeOptions};
 
 /// Which OTLP signal a request carries.
-pub use json::Signal;
-
-/// Why a request was refused, with the label value of
-/// `momentum_receiver_refused_spans_total{reason}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// the body does not decode
-    Decode,
-    /// wire or decompressed size over the limit
-    TooLarge,
-    /// unsupported Content-Type
-    UnsupportedMediaType,
-    /// a shard queue is full
-    Backpressure,
-    /// over the memory limit
-    MemoryLimit,
-    /// missing or wrong bearer token
-    Unauthenticated,
-}
-
-impl Reason {
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::Decode => "decode",
-            Reason::TooLarge => "too_large",
-            Reason::UnsupportedMediaType => "unsupported_media_type",
-            Reason::Backpressure => "backpressure",
-            Reason::MemoryLimit => "memory_limit",
-            Reason::Unauthenticated => "unauthenticated",
-        }
-    }
-
-    /// Whether the client should retry (the OTLP retryable answers).
-    pub fn retryable(self) -> bool {
-        matches!(self, Reason::Backpressure | Reason::MemoryLimit)
-    }
-}
+pub use crate::signal::{Reason, RefusalCounters, Signal, Transport};
 
 /// A refused request: the reason and a one-sentence message for the client.
 #[derive(Clone, Debug)]
@@ -86,34 +48,6 @@ pub struct Accepted {
     /// why, when `rejected > 0`
     pub message: String,
 }
-
-/// Transport label of `momentum_receiver_accepted_spans_total{transport}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// OTLP/gRPC
-    Grpc,
-    /// OTLP/HTTP
-    Http,
-}
-
-/// Per-reason refusal counters (spans and requests).
-#[derive(Debug, Default)]
-pub struct RefusalCounters {
-    /// spans refused, by reason (index = `Reason as usize`)
-    pub spans: [AtomicU64; 6],
-    /// requests refused, by reason
-    pub requests: [AtomicU64; 6],
-}
-
-/// All reasons, in label order.
-pub const REASONS: [Reason; 6] = [
-    Reason::Decode,
-    Reason::TooLarge,
-    Reason::UnsupportedMediaType,
-    Reason::Backpressure,
-    Reason::MemoryLimit,
-    Reason::Unauthenticated,
-];
 
 /// The transport-independent part of the receivers.
 pub struct Receiver {
@@ -251,7 +185,7 @@ impl Receiver {
     /// request counts as one span (its span count cannot be known when it does not
     /// decode).
     pub fn count_refused(&self, reason: Reason, spans: Option<u64>) {
-        let i = REASONS.iter().position(|&r| r == reason).unwrap_or(0);
+        let i = reason.index();
         Counters::add(&self.refused.spans[i], spans.unwrap_or(1));
         Counters::add(&self.refused.requests[i], 1);
     }
@@ -436,12 +370,13 @@ impl Receiver {
             }
         }
         let config = &self.set.config;
-        let (pairs, unusable) = crate::sli::metrics::extract(&req, |svc, env| {
-            config
-                .slo_for(svc, env)
-                .and_then(|s| s.objectives.latency.as_ref())
-                .map(|l| l.threshold.as_secs_f64())
-        });
+        let (pairs, unusable) =
+            crate::sli::metrics::extract(&req, self.opts.max_value_bytes, |svc, env| {
+                config
+                    .slo_for(svc, env)
+                    .and_then(|s| s.objectives.latency.as_ref())
+                    .map(|l| l.threshold.as_secs_f64())
+            });
         let used: u64 = pairs.iter().map(|p| p.points.len() as u64).sum();
         let now = self.shared.clock.now_ns();
         let horizon = now.saturating_add(self.set.skew);

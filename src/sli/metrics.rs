@@ -11,9 +11,8 @@ use opentelemetry_proto::tonic::metrics::v1::{metric::Data, AggregationTemporali
 use rustc_hash::{FxHashMap, FxHasher};
 
 use super::classify::is_error;
-use crate::delivery::records::str_attr;
+use crate::identity::{resource_identity, str_attr};
 use crate::model::{rpc_code, status};
-use crate::pipeline::pair_hash;
 
 /// The metric names that carry server request durations.
 pub const HTTP_METRIC: &str = "http.server.request.duration";
@@ -167,10 +166,12 @@ fn exp_upper(scale: i32, offset: i32, i: usize) -> f64 {
     base.powi(offset.saturating_add(i as i32 + 1))
 }
 
-/// `threshold_s(service, environment)` gives the latency objective's threshold (s).
+/// `threshold_s(service, environment)` gives the latency objective's threshold (s);
+/// identity values are cut to `max_value_bytes` as every signal's are ([`crate::identity`]).
 /// Returns the pairs and the number of points it could not use (unknown unit).
 pub fn extract(
     req: &ExportMetricsServiceRequest,
+    max_value_bytes: usize,
     threshold_s: impl Fn(&str, &str) -> Option<f64>,
 ) -> (Vec<PairPoints>, u64) {
     let mut out: Vec<PairPoints> = Vec::new();
@@ -181,18 +182,8 @@ pub fn extract(
             .as_ref()
             .map(|r| &r.attributes[..])
             .unwrap_or(&[]);
-        let namespace = str_attr(rattrs, "service.namespace")
-            .unwrap_or("")
-            .to_string();
-        let name = str_attr(rattrs, "service.name").unwrap_or("").to_string();
-        let environment = str_attr(rattrs, "deployment.environment.name")
-            .filter(|s| !s.is_empty())
-            .or_else(|| str_attr(rattrs, "deployment.environment"))
-            .unwrap_or("")
-            .to_string();
-        let version = str_attr(rattrs, "service.version").unwrap_or("");
-        let service = crate::pipeline::shard::service_name(namespace.as_bytes(), name.as_bytes());
-        let threshold = threshold_s(&service, &environment);
+        let id = resource_identity(rattrs, max_value_bytes);
+        let threshold = threshold_s(&id.service(), id.environment);
         let rhash = stream_hash(0, "", rattrs);
         let mut points = Vec::new();
         let mut runs = Vec::new();
@@ -273,21 +264,18 @@ pub fn extract(
             continue;
         }
         let mut versions = Vec::new();
+        let version = id.version;
         if !version.is_empty() && !points.is_empty() {
             let first = points.iter().map(|p| p.time_ns).min().unwrap_or(0);
             let last = points.iter().map(|p| p.time_ns).max().unwrap_or(0);
             versions.push((version.to_string(), first, last));
         }
-        let hash = pair_hash(
-            namespace.as_bytes(),
-            name.as_bytes(),
-            environment.as_bytes(),
-        );
+        let hash = id.hash();
         match out.iter_mut().find(|pp| {
             pp.hash == hash
-                && pp.name == name
-                && pp.namespace == namespace
-                && pp.environment == environment
+                && pp.name == id.name
+                && pp.namespace == id.namespace
+                && pp.environment == id.environment
         }) {
             Some(pp) => {
                 pp.points.extend(points);
@@ -300,9 +288,9 @@ pub fn extract(
                 }
             }
             None => out.push(PairPoints {
-                namespace,
-                name,
-                environment,
+                namespace: id.namespace.to_string(),
+                name: id.name.to_string(),
+                environment: id.environment.to_string(),
                 hash,
                 points,
                 runs,
@@ -686,7 +674,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let (pairs, unusable) = extract(&req, |_, _| Some(0.3));
+        let (pairs, unusable) = extract(&req, 256, |_, _| Some(0.3));
         assert_eq!(unusable, 0);
         let pts = &pairs[0].points;
         assert_eq!(pts.len(), 3, "client histograms are not server requests");
@@ -797,7 +785,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let (pairs, unusable) = extract(&req, |_, _| None);
+        let (pairs, unusable) = extract(&req, 256, |_, _| None);
         assert_eq!(unusable, 0);
         assert!(pairs[0].points.is_empty(), "pipeline runs are not requests");
         let r = &pairs[0].runs;

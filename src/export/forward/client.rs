@@ -25,8 +25,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::config::{ClientTlsConfig, OtlpProtocol};
-use crate::receiver::grpc::{LOGS_PATH, METRICS_PATH, TRACES_PATH};
-use crate::receiver::Signal;
+use crate::signal::Signal;
 use crate::tls::{self, TlsError};
 
 /// How long one attempt may take, connect to last byte.
@@ -115,13 +114,9 @@ impl Client {
 
     /// The URL a request of `signal` goes to.
     pub fn url(&self, signal: Signal) -> String {
-        let path = match (self.protocol, signal) {
-            (OtlpProtocol::Grpc, Signal::Traces) => TRACES_PATH,
-            (OtlpProtocol::Grpc, Signal::Metrics) => METRICS_PATH,
-            (OtlpProtocol::Grpc, Signal::Logs) => LOGS_PATH,
-            (OtlpProtocol::Http, Signal::Traces) => "/v1/traces",
-            (OtlpProtocol::Http, Signal::Metrics) => "/v1/metrics",
-            (OtlpProtocol::Http, Signal::Logs) => "/v1/logs",
+        let path = match self.protocol {
+            OtlpProtocol::Grpc => signal.grpc_path(),
+            OtlpProtocol::Http => signal.http_path(),
         };
         format!("{}{}{path}", self.origin, self.prefix)
     }

@@ -42,8 +42,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::config::{OtlpExporterConfig, Signal as ConfigSignal};
-use crate::receiver::Signal;
+use crate::config::OtlpExporterConfig;
+use crate::signal::Signal;
 use crate::telemetry::ExporterStats;
 use client::{Client, SendError};
 use store::Store;
@@ -189,18 +189,10 @@ impl Drop for Reservation<'_> {
     }
 }
 
-fn index(s: Signal) -> usize {
-    match s {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
-}
-
 impl Forwarder {
     /// Whether requests of `signal` are forwarded.
     pub fn forwards(&self, signal: Signal) -> bool {
-        self.signals[index(signal)]
+        self.signals[signal.index()]
     }
 
     /// Reserves `bytes` of queue room for a request of `signal`, or refuses (the queue
@@ -243,11 +235,7 @@ impl Forwarder {
         }
         let mut signals = [false; 3];
         for s in &cfg.forward {
-            signals[match s {
-                ConfigSignal::Traces => 0,
-                ConfigSignal::Metrics => 1,
-                ConfigSignal::Logs => 2,
-            }] = true;
+            signals[s.index()] = true;
         }
         let capacity = cfg.queue.max_mib.saturating_mul(1024 * 1024);
         let admission = Arc::new(Admission {
@@ -633,7 +621,7 @@ mod tests {
             endpoint: "http://127.0.0.1:1".into(),
             protocol: crate::config::OtlpProtocol::Grpc,
             interval: crate::config::Duration::from_secs(15),
-            forward: vec![ConfigSignal::Traces, ConfigSignal::Logs],
+            forward: vec![Signal::Traces, Signal::Logs],
             tls: None,
             headers: Default::default(),
             queue: crate::config::QueueConfig { max_mib, dir: None },

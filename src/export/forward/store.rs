@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::receiver::Signal;
+use crate::signal::Signal;
 
 /// The data log is synced at most this often while it has unsynced data.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
@@ -88,23 +88,6 @@ pub struct Store {
     last_sync: Instant,
 }
 
-fn signal_byte(s: Signal) -> u8 {
-    match s {
-        Signal::Traces => 0,
-        Signal::Metrics => 1,
-        Signal::Logs => 2,
-    }
-}
-
-fn byte_signal(b: u8) -> Option<Signal> {
-    match b {
-        0 => Some(Signal::Traces),
-        1 => Some(Signal::Metrics),
-        2 => Some(Signal::Logs),
-        _ => None,
-    }
-}
-
 fn checksum(seq: u64, signal: u8, items: u32, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
@@ -117,7 +100,7 @@ fn checksum(seq: u64, signal: u8, items: u32, payload: &[u8]) -> u32 {
 /// Encodes one entry (header and payload) as it is stored.
 pub fn encode_entry(seq: u64, signal: Signal, items: u64, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER + payload.len());
-    let sb = signal_byte(signal);
+    let sb = signal.index() as u8;
     let items = items.min(u32::MAX as u64) as u32;
     v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     v.extend_from_slice(&checksum(seq, sb, items, payload).to_le_bytes());
@@ -143,7 +126,7 @@ fn read_entries(data: &Bytes) -> (Vec<Stored>, bool) {
         seq.copy_from_slice(&rest[8..16]);
         let seq = u64::from_le_bytes(seq);
         let sb = rest[16];
-        let Some(signal) = byte_signal(sb) else {
+        let Some(signal) = Signal::from_index(sb as usize) else {
             return (out, true);
         };
         let items = u32::from_le_bytes([rest[17], rest[18], rest[19], rest[20]]);
@@ -283,7 +266,7 @@ impl Store {
         let Some(a) = self.active.as_mut() else {
             return Ok(());
         };
-        let sb = signal_byte(signal);
+        let sb = signal.index() as u8;
         let items = items.min(u32::MAX as u64) as u32;
         a.log.write_all(&(payload.len() as u32).to_le_bytes())?;
         a.log

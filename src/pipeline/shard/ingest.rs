@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 
 use super::{ShardCore, Tally};
 use crate::delivery::records::{DeployAttrs, PairRecords};
+use crate::identity::pair_hash;
 use crate::model::{flags, ResourceRec, SpanRec, TraceBatch};
 use crate::pipeline::clock::Stamp;
-use crate::pipeline::{pair_hash, Counters};
+use crate::pipeline::Counters;
 use crate::sli::classify::{classify, Outcome};
 use crate::sli::metrics::PairPoints;
 use crate::sli::window::{Counts, SeriesWindows};

@@ -1,6 +1,6 @@
 //! A shard: the single owner of the state of the pairs routed to it. [`ShardCore`] is the
 //! synchronous state machine (driven directly by tests, replays and
-//! [`crate::pipeline::inline`]); [`run`] is the task around it that drains the queue and
+//! [`crate::inline`]); [`run`] is the task around it that drains the queue and
 //! publishes snapshots on a tick.
 //!
 //! The parts:
@@ -40,7 +40,6 @@ use crate::sli::metrics::{PairPoints, Streams};
 use crate::sli::sketch::{Mapping, Sketch};
 use crate::view::ShardView;
 
-pub use pairs::{service_name, OVERFLOW, UNKNOWN_SERVICE};
 pub use time::METRIC_SOURCE_FRESHNESS;
 
 use pairs::{Op, Pair};

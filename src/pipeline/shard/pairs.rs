@@ -6,16 +6,12 @@ use std::sync::Arc;
 
 use super::{ShardCore, Tally};
 use crate::delivery::deployments::Delivery;
+use crate::identity::{is_service_name, service_name, OVERFLOW, UNKNOWN_SERVICE};
 use crate::pipeline::checkpoint::PairState;
 use crate::sli::series::Latency;
 use crate::sli::window::SeriesWindows;
 use crate::slo::SloState;
 use crate::view::Totals;
-
-/// The service name used when a resource has no `service.name`.
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
-/// The label value that absorbs keys beyond a limit.
-pub const OVERFLOW: &str = "__overflow__";
 
 /// One (service, environment) pair.
 pub(super) struct Pair {
@@ -474,35 +470,5 @@ pub(super) fn op_hash(pid: u32, name: &[u8]) -> u64 {
 }
 
 fn pair_matches(p: &Pair, ns: &[u8], name: &[u8], env: &[u8]) -> bool {
-    if p.environment.as_bytes() != env {
-        return false;
-    }
-    let s = p.service.as_bytes();
-    let name: &[u8] = if name.is_empty() {
-        UNKNOWN_SERVICE.as_bytes()
-    } else {
-        name
-    };
-    if ns.is_empty() {
-        s == name
-    } else {
-        s.len() == ns.len() + 1 + name.len()
-            && &s[..ns.len()] == ns
-            && s[ns.len()] == b'/'
-            && &s[ns.len() + 1..] == name
-    }
-}
-
-/// The service identity: `namespace/name`, `unknown_service` without a name.
-pub fn service_name(ns: &[u8], name: &[u8]) -> String {
-    let name = if name.is_empty() {
-        UNKNOWN_SERVICE.to_string()
-    } else {
-        String::from_utf8_lossy(name).into_owned()
-    };
-    if ns.is_empty() {
-        name
-    } else {
-        format!("{}/{}", String::from_utf8_lossy(ns), name)
-    }
+    p.environment.as_bytes() == env && is_service_name(&p.service, ns, name)
 }

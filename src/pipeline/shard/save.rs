@@ -2,8 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::pairs::OVERFLOW;
 use super::ShardCore;
+use crate::identity::OVERFLOW;
 use crate::pipeline::checkpoint::PairState;
 use crate::slo::SloState;
 

@@ -200,6 +200,7 @@ impl Attrs {
         }
     }
 
+    /// The rule of [`crate::identity::environment`], on byte ranges.
     pub(super) fn environment(&self) -> Str {
         if self.env_name.is_empty() {
             self.env_legacy
@@ -248,15 +249,9 @@ pub(super) fn cut(buf: &[u8], s: Str, max: usize) -> Str {
     if s.len as usize <= max {
         return s;
     }
-    let b = s.bytes(buf);
-    let mut n = max.min(b.len());
-    // Back off continuation bytes (10xxxxxx) to the start of the char straddling `max`.
-    while n > 0 && b.get(n).is_some_and(|&c| c & 0xC0 == 0x80) {
-        n -= 1;
-    }
     Str {
         off: s.off,
-        len: n as u32,
+        len: crate::identity::cut_len(s.bytes(buf), max) as u32,
     }
 }
 

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::checkpoint::PairState;
-use super::clock::{Clock, ManualClock};
-use super::router::{split_restored, stamp, Admission, Part, Refusal};
-use super::shard::{Admitted, ShardCore};
-use super::{Settings, Shared};
 use crate::archive::{EventRow, MomentumRow, SliRow};
 use crate::config::Config;
+use crate::pipeline::checkpoint::PairState;
+use crate::pipeline::clock::{Clock, ManualClock};
+use crate::pipeline::router::{split_restored, stamp, Admission, Part, Refusal};
+use crate::pipeline::shard::{Admitted, ShardCore};
+use crate::pipeline::{Settings, Shared};
 use crate::receiver::{Accepted, Receiver, RefusalCounters, Refused, Signal, Transport};
 use crate::view::{OpView, PairView, ShardView};
 
