@@ -285,9 +285,9 @@ async fn gate(
 }
 
 fn delivery_json(p: &PairView) -> Value {
-    use crate::delivery::deployments::weighted_nearest_rank;
     use crate::delivery::index::COMPONENTS;
-    use crate::slo::nearest_rank;
+    use crate::sli::rank::of_sorted as nearest_rank;
+    use crate::sli::rank::of_weighted as weighted_nearest_rank;
     let d = &p.delivery;
     let mut components = serde_json::Map::new();
     for (i, name) in COMPONENTS.iter().enumerate() {
@@ -326,7 +326,8 @@ fn delivery_json(p: &PairView) -> Value {
 }
 
 fn slo_json(p: &PairView) -> Value {
-    use crate::slo::{nearest_rank, OBJECTIVES};
+    use crate::sli::rank::of_sorted as nearest_rank;
+    use crate::slo::OBJECTIVES;
     let Some(slo) = &p.slo else {
         return Value::Null;
     };

@@ -231,6 +231,58 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         })
 }
 
+/// What [`App::start`] would refuse in `config`, found without binding a port, writing
+/// a file or starting a task: certificate, key, CA and token files; every exporter's
+/// endpoint, headers and client TLS; archive and forward-queue directories that cannot be
+/// created. All of them, in config order. `momentum validate` reports these after the
+/// config's own problems. Must be called on a tokio runtime (gRPC channels are built
+/// lazily on one).
+pub fn check(config: &Config) -> Vec<StartError> {
+    let mut out: Vec<StartError> = Vec::new();
+    let o = &config.receivers.otlp;
+    for tls in [&o.tls, &config.admin.tls].into_iter().flatten() {
+        if let Err(e) = ServerTls::load(tls) {
+            out.push(e.into());
+        }
+    }
+    for auth in [&o.auth, &config.admin.auth].into_iter().flatten() {
+        if let Err(e) = Tokens::load(auth) {
+            out.push(e.into());
+        }
+    }
+    let exp = &config.exporters;
+    if let Some(c) = &exp.remote_write {
+        if let Err(e) = RemoteWrite::client(c) {
+            out.push(e.into());
+        }
+    }
+    if let Some(c) = &exp.otlp {
+        // The push and the forwarder share the endpoint, headers and TLS: a problem of
+        // both is said once; the forwarder's own (its queue directory) always.
+        let push = OtlpPush::client(c).err();
+        let shared_said = push.is_some();
+        out.extend(push.map(StartError::from));
+        for e in Forwarder::check(c) {
+            if !shared_said || matches!(e, ForwardStartError::Queue { .. }) {
+                out.push(e.into());
+            }
+        }
+    }
+    if let Some(c) = &config.telemetry {
+        if let Err(e) = OwnTelemetry::client(c) {
+            out.push(e.into());
+        }
+    }
+    if let Err(source) = archive::check_dir(&config.archive.dir) {
+        out.push(StartError::Archive(archive::ArchiveError::Io {
+            op: "creating archive dir",
+            path: config.archive.dir.clone(),
+            source,
+        }));
+    }
+    out
+}
+
 impl App {
     /// Starts everything on the current tokio runtime.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {

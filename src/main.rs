@@ -125,9 +125,27 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run { config: None }) {
         Command::Validate { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("config ok");
-                ExitCode::SUCCESS
+            Ok(c) => {
+                // What `run` would refuse beyond the config's own rules: files, clients.
+                let problems = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(async { momentum::app::check(&c) }),
+                    Err(e) => {
+                        eprintln!("cannot start a runtime: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                if problems.is_empty() {
+                    println!("config ok");
+                    ExitCode::SUCCESS
+                } else {
+                    for e in &problems {
+                        eprintln!("{}: {e}", config.display());
+                    }
+                    ExitCode::from(2)
+                }
             }
             Err(errors) => {
                 for e in &errors {

@@ -1,5 +1,6 @@
-//! The command line: `validate` reports every problem with its key path and exits 2;
-//! `--help` works on every command.
+//! The command line: `validate` reports every problem with its key path and exits 2,
+//! including everything `run` would refuse at start-up (files, exporter clients,
+//! directories); `--help` works on every command.
 
 mod common;
 
@@ -50,6 +51,166 @@ fn validate_reports_every_problem_with_its_key_path() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+}
+
+/// Configs the parser accepts but `run` refuses: `validate` must refuse each too, naming
+/// the same file or key, and report all of them at once.
+#[test]
+fn validate_refuses_every_config_run_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a dir").unwrap();
+    let b = blocker.display().to_string();
+    let ports = "    grpc: { endpoint: 127.0.0.1:0 }\n    http: { endpoint: 127.0.0.1:0 }\n";
+    let with_admin = |receivers: &str, admin: &str, rest: &str| {
+        format!(
+            "receivers:\n  otlp:\n{ports}{receivers}admin:\n  endpoint: 127.0.0.1:0\n{admin}\
+             archive: {{ dir: {d}/archive }}\n{rest}"
+        )
+    };
+    let base = |receivers: &str, rest: &str| with_admin(receivers, "", rest);
+    let hop =
+        format!("  otlp:\n    endpoint: http://127.0.0.1:1\n    queue: {{ dir: {d}/queue }}\n");
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "server certificate",
+            base(
+                &format!("    tls: {{ cert_file: {d}/none.crt, key_file: {d}/none.key }}\n"),
+                "",
+            ),
+            format!("{d}/none.crt"),
+        ),
+        (
+            "receiver tokens",
+            base(&format!("    auth: {{ bearer_tokens_file: {d}/no-tokens }}\n"), ""),
+            format!("{d}/no-tokens"),
+        ),
+        (
+            "admin tokens",
+            with_admin(
+                "",
+                &format!("  auth: {{ bearer_tokens_file: {d}/no-admin-tokens }}\n"),
+                "",
+            ),
+            format!("{d}/no-admin-tokens"),
+        ),
+        (
+            "otlp exporter CA",
+            base(
+                "",
+                &format!(
+                    "exporters:\n  otlp:\n    endpoint: https://127.0.0.1:1\n    queue: {{ dir: {d}/queue }}\n    tls: {{ ca_file: {d}/no-ca.crt }}\n"
+                ),
+            ),
+            format!("{d}/no-ca.crt"),
+        ),
+        (
+            "remote write CA",
+            base(
+                "",
+                &format!(
+                    "exporters:\n  remote_write:\n    endpoint: https://127.0.0.1:1/api/v1/write\n    tls: {{ ca_file: {d}/no-rw-ca.crt }}\n"
+                ),
+            ),
+            format!("{d}/no-rw-ca.crt"),
+        ),
+        (
+            "own telemetry CA",
+            base(
+                "",
+                &format!(
+                    "telemetry:\n  otlp:\n    endpoint: https://127.0.0.1:1\n    tls: {{ ca_file: {d}/no-tel-ca.crt }}\n"
+                ),
+            ),
+            format!("{d}/no-tel-ca.crt"),
+        ),
+        (
+            "archive dir under a file",
+            base("", "").replace(&format!("{d}/archive"), &format!("{b}/archive")),
+            format!("{b}/archive"),
+        ),
+        (
+            "forward queue under a file",
+            base("", &format!("exporters:\n{hop}")).replace(&format!("{d}/queue"), &format!("{b}/queue")),
+            format!("{b}/queue"),
+        ),
+    ];
+    for (what, yaml, names) in &cases {
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let c = cfg.to_str().unwrap();
+        let run = momentum(&["run", "--config", c]);
+        let run_err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            run.status.code(),
+            Some(1),
+            "{what}: run refuses\n{yaml}\n{run_err}"
+        );
+        assert!(
+            run_err.contains(names.as_str()),
+            "{what}: run names {names}: {run_err}"
+        );
+        let v = momentum(&["validate", "--config", c]);
+        let v_err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(
+            v.status.code(),
+            Some(2),
+            "{what}: validate refuses too\n{yaml}\n{v_err}"
+        );
+        assert!(
+            v_err.contains(names.as_str()),
+            "{what}: validate names {names}: {v_err}"
+        );
+    }
+    // validate creates nothing: a good config's archive and queue dirs stay absent
+    let fresh = format!("{d}/fresh");
+    let good = base("", &format!("exporters:\n{hop}"))
+        .replace(&format!("{d}/archive"), &format!("{fresh}/archive"))
+        .replace(&format!("{d}/queue"), &format!("{fresh}/queue"));
+    let cfg = dir.path().join("good.yaml");
+    std::fs::write(&cfg, &good).unwrap();
+    let v = momentum(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        !std::path::Path::new(&fresh).exists(),
+        "validate created {fresh}"
+    );
+    // All of them in one config: every problem at once.
+    let all = base(
+        &format!(
+            "    tls: {{ cert_file: {d}/none.crt, key_file: {d}/none.key }}\n    auth: {{ bearer_tokens_file: {d}/no-tokens }}\n"
+        ),
+        &format!(
+            "exporters:\n  remote_write:\n    endpoint: https://127.0.0.1:1/api/v1/write\n    tls: {{ ca_file: {d}/no-rw-ca.crt }}\n  otlp:\n    endpoint: https://127.0.0.1:1\n    queue: {{ dir: {b}/queue }}\n    tls: {{ ca_file: {d}/no-ca.crt }}\ntelemetry:\n  otlp:\n    endpoint: https://127.0.0.1:1\n    tls: {{ ca_file: {d}/no-tel-ca.crt }}\n"
+        ),
+    )
+    .replace(&format!("{d}/archive"), &format!("{b}/archive"));
+    let cfg = dir.path().join("all.yaml");
+    std::fs::write(&cfg, &all).unwrap();
+    let v = momentum(&["validate", "--config", cfg.to_str().unwrap()]);
+    let v_err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(2));
+    for names in [
+        format!("{d}/none.crt"),
+        format!("{d}/no-tokens"),
+        format!("{d}/no-rw-ca.crt"),
+        format!("{d}/no-ca.crt"),
+        format!("{b}/queue"),
+        format!("{d}/no-tel-ca.crt"),
+        format!("{b}/archive"),
+    ] {
+        assert!(
+            v_err.contains(&names),
+            "all at once, {names} among them: {v_err}"
+        );
+    }
+    assert_eq!(v_err.lines().count(), 7, "each problem once: {v_err}");
 }
 
 #[test]

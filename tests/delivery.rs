@@ -825,7 +825,7 @@ fn pipeline_run_histograms_give_runs_durations_and_failure_ratio_and_spans_win()
     assert_eq!(build.failure, Some(0.25));
     // Durations by bucket upper bound (the unbounded bucket: its lower bound 900 s):
     // 60 s ×2, 300 s ×3, 900 s ×4 → p50 (5th of 9) 300 s, p90 (9th) 900 s.
-    use momentum::delivery::deployments::weighted_nearest_rank;
+    use momentum::sli::rank::of_weighted as weighted_nearest_rank;
     assert_eq!(weighted_nearest_rank(&build.durations, 0.5), Some(300.0));
     assert_eq!(weighted_nearest_rank(&build.durations, 0.9), Some(900.0));
     assert_eq!(build.duration_count, 9);

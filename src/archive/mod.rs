@@ -199,6 +199,29 @@ pub async fn send_rows<R>(tx: &ArchiveSender, rows: Vec<R>, wrap: fn(Vec<R>) -> 
     }
 }
 
+/// Whether `create_dir_all(dir)` can make `dir` a directory, found without creating
+/// anything (`momentum validate`): an existing `dir` must be a directory, else its nearest
+/// existing ancestor must be one.
+pub fn check_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", p.display()),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match p.parent() {
+                Some(q) if !q.as_os_str().is_empty() => p = q,
+                _ => return Ok(()),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

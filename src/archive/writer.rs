@@ -147,6 +147,7 @@ pub fn start(
 ) -> Result<(ArchiveSender, JoinHandle<()>), ArchiveError> {
     let root = cfg.dir.clone();
     std::fs::create_dir_all(&root).map_err(io("creating archive dir", &root))?;
+    // (`momentum validate` checks the same with `super::check_dir`, creating nothing)
     let files = Files::new(cfg, stats.clone());
     files.housekeeping_at_start();
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);

@@ -269,23 +269,6 @@ fn result_kind(result: &str) -> (bool, bool) {
     )
 }
 
-/// The nearest-rank quantile of weighted values sorted by value (None when empty).
-pub fn weighted_nearest_rank(sorted: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total: u64 = sorted.iter().map(|x| x.1).sum();
-    if total == 0 {
-        return None;
-    }
-    let k = ((q * total as f64).ceil() as u64).clamp(1, total);
-    let mut seen = 0u64;
-    for &(v, w) in sorted {
-        seen += w;
-        if seen >= k {
-            return Some(v);
-        }
-    }
-    sorted.last().map(|x| x.0)
-}
-
 /// The delivery state of one pair.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
@@ -364,18 +347,18 @@ impl Delivery {
         }
     }
 
-    /// A resource of this pair reported `version` with spans ending in `[first, last]`.
-    /// Returns true when it records a (version-change) deployment.
-    pub fn observe_version(&mut self, version: &str, first: u64, last: u64, r: &Rules) -> bool {
+    /// A resource of this pair reported `version` with spans ending in `[first, last]`;
+    /// records a (version-change) deployment when another version was reporting.
+    pub fn observe_version(&mut self, version: &str, first: u64, last: u64, r: &Rules) {
         self.seen(first);
         if version.is_empty() {
-            return false;
+            return;
         }
         if let Some(i) = self.versions.iter().position(|v| &*v.name == version) {
             let v = &mut self.versions[i];
             v.last_seen = v.last_seen.max(last);
             if v.reported {
-                return false;
+                return;
             }
             // Announced by an explicit record (already a deployment): now it runs. Its
             // first report is that same deployment when less than change_failure_window
@@ -387,11 +370,10 @@ impl Delivery {
             let name = v.name.clone();
             let previous = self.current.replace(name.clone());
             let reporting = self.reporting_other(&name, first, r).is_some();
-            if first.abs_diff(announced) < r.change_failure_window || !reporting {
-                return false;
+            if first.abs_diff(announced) >= r.change_failure_window && reporting {
+                self.record(Deployment::detected(first, name, previous), r);
             }
-            self.record(Deployment::detected(first, name, previous), r);
-            return true;
+            return;
         }
         // A new version: a deployment when another version was reporting.
         let reporting = self.reporting_other(version, first, r);
@@ -413,10 +395,9 @@ impl Delivery {
         if reporting.is_none() {
             // The first version a pair ever reports, or one that starts after every other
             // version went quiet: a deployment is recorded only while another reports.
-            return false;
+            return;
         }
         self.record(Deployment::detected(first, name, previous), r);
-        true
     }
 
     /// The most recently seen version other than `name` still reporting at `at` (within
@@ -934,6 +915,49 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_revision_index_keeps_only_runs_that_lower_the_earliest_start() {
+        let ix = RevisionIndex::default();
+        ix.note("r", 100, 10);
+        ix.note("r", 50, 20); // lowers the earliest start: kept
+        ix.note("r", 70, 30); // does not: ignored
+        assert_eq!(
+            ix.earliest("r", 10),
+            None,
+            "a run is visible after its floor only"
+        );
+        assert_eq!(ix.earliest("r", 11), Some(100));
+        assert_eq!(ix.earliest("r", 21), Some(50));
+        assert_eq!(ix.earliest("other", 99), None);
+        assert_eq!(
+            ix.state(),
+            (2, 20),
+            "two changes; the ignored run moved nothing"
+        );
+        ix.note("r", 50, 40); // the same start again: no change
+        assert_eq!(ix.state(), (2, 20));
+        ix.note("r", 49, 40);
+        assert_eq!(ix.state(), (3, 40));
+    }
+
+    #[test]
+    fn the_revision_index_keeps_the_latest_runs_per_revision() {
+        let ix = RevisionIndex::default();
+        // Each run lowers the start; only the last MAX_RUNS_PER_REVISION stay.
+        let n = MAX_RUNS_PER_REVISION as u64 + 1;
+        for i in 0..n {
+            ix.note("r", 1_000 - i, i + 1);
+        }
+        assert_eq!(ix.earliest("r", 2), None, "the oldest run (floor 1) went");
+        assert_eq!(
+            ix.earliest("r", 3),
+            Some(1_000 - 1),
+            "the second stays (floor 2)"
+        );
+        assert_eq!(ix.earliest("r", n + 1), Some(1_000 - (n - 1)));
+        assert_eq!(ix.len(), 1);
+    }
 
     #[test]
     fn result_labels_are_bounded() {

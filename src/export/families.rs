@@ -282,7 +282,7 @@ fn quantile_summary(sorted: &[f64], count: u64, sum: f64) -> Value {
         sum,
         quantiles: [0.5, 0.9]
             .iter()
-            .filter_map(|&q| crate::slo::nearest_rank(sorted, q).map(|v| (q, v)))
+            .filter_map(|&q| crate::sli::rank::of_sorted(sorted, q).map(|v| (q, v)))
             .collect(),
     }
 }
@@ -394,8 +394,7 @@ fn delivery_families<'a>(out: &mut Vec<Family<'a>>, pairs: &'a [PairView]) {
                     quantiles: [0.5, 0.9]
                         .iter()
                         .filter_map(|&q| {
-                            crate::delivery::deployments::weighted_nearest_rank(&pl.durations, q)
-                                .map(|v| (q, v))
+                            crate::sli::rank::of_weighted(&pl.durations, q).map(|v| (q, v))
                         })
                         .collect(),
                 },
@@ -429,7 +428,8 @@ fn delivery_families<'a>(out: &mut Vec<Family<'a>>, pairs: &'a [PairView]) {
 }
 
 fn slo_families<'a>(out: &mut Vec<Family<'a>>, pairs: &'a [PairView]) {
-    use crate::slo::{nearest_rank, OBJECTIVES, SEVERITIES};
+    use crate::sli::rank::of_sorted as nearest_rank;
+    use crate::slo::{OBJECTIVES, SEVERITIES};
     let mut burn = Family::new(
         "momentum.slo.burn_rate",
         "momentum_slo_burn_rate",

@@ -368,14 +368,7 @@ impl OtlpPush {
         stats: std::sync::Arc<ExporterStats>,
         spans: Spans,
     ) -> Result<OtlpPush, BuildError> {
-        let headers = push::header_map("exporters.otlp.headers", &cfg.headers)?;
-        let client = Client::new(
-            "exporters.otlp",
-            &cfg.endpoint,
-            cfg.protocol,
-            headers,
-            cfg.tls.as_ref(),
-        )?;
+        let client = Self::client(cfg)?;
         Ok(OtlpPush {
             target: Target {
                 stats,
@@ -386,6 +379,19 @@ impl OtlpPush {
             telemetry,
             interval: Duration::from_nanos(cfg.interval.as_nanos()),
         })
+    }
+
+    /// The client of `exporters.otlp`: everything [`OtlpPush::new`] can refuse
+    /// (`momentum validate` asks it too). Must be called on a tokio runtime.
+    pub fn client(cfg: &OtlpExporterConfig) -> Result<Client, BuildError> {
+        let headers = push::header_map("exporters.otlp.headers", &cfg.headers)?;
+        Client::new(
+            "exporters.otlp",
+            &cfg.endpoint,
+            cfg.protocol,
+            headers,
+            cfg.tls.as_ref(),
+        )
     }
 
     /// Pushes every interval until `stop`, then once more.

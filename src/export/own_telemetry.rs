@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderMap;
 use opentelemetry::trace::{
     Link, SpanKind, TraceContextExt, TraceId, TraceState, TracerProvider as _,
 };
@@ -116,12 +117,27 @@ pub struct OwnTelemetry {
 impl OwnTelemetry {
     /// Builds the SDK pipeline and the metrics client for `telemetry.otlp` (gRPC). Must be
     /// called on the tokio runtime that will carry the exports.
+    /// The headers and metrics client of `telemetry.otlp`: what [`OwnTelemetry::new`] can
+    /// refuse (`momentum validate` asks it too; the span exporter shares the channel
+    /// rules). Must be called on a tokio runtime.
+    pub fn client(cfg: &TelemetryConfig) -> Result<(HeaderMap, Client), BuildError> {
+        let tls = cfg.otlp.tls.as_ref();
+        let headers = push::header_map("telemetry.otlp.headers", &cfg.otlp.headers)?;
+        let client = Client::new(
+            "telemetry.otlp",
+            &cfg.otlp.endpoint,
+            OtlpProtocol::Grpc,
+            headers.clone(),
+            tls,
+        )?;
+        Ok((headers, client))
+    }
+
     pub fn new(cfg: &TelemetryConfig, telemetry: Telemetry) -> Result<OwnTelemetry, BuildError> {
         let endpoint = &cfg.otlp.endpoint;
         let path = "telemetry.otlp";
         let tls = cfg.otlp.tls.as_ref();
-        let headers = push::header_map("telemetry.otlp.headers", &cfg.otlp.headers)?;
-        let client = Client::new(path, endpoint, OtlpProtocol::Grpc, headers.clone(), tls)?;
+        let (headers, client) = Self::client(cfg)?;
         let interval = Duration::from_nanos(cfg.otlp.interval.as_nanos());
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()

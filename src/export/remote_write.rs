@@ -181,8 +181,7 @@ impl RemoteWrite {
         stats: Arc<ExporterStats>,
         spans: Spans,
     ) -> Result<RemoteWrite, BuildError> {
-        let client = push::http_client("exporters.remote_write", &cfg.endpoint, cfg.tls.as_ref())?;
-        let mut headers = push::header_map("exporters.remote_write.headers", &cfg.headers)?;
+        let (client, mut headers) = Self::client(cfg)?;
         for (k, v) in [
             ("content-encoding", "snappy"),
             ("content-type", "application/x-protobuf"),
@@ -206,6 +205,14 @@ impl RemoteWrite {
             telemetry,
             interval: Duration::from_nanos(cfg.interval.as_nanos()),
         })
+    }
+
+    /// The client and configured headers of `exporters.remote_write`: everything
+    /// [`RemoteWrite::new`] can refuse (`momentum validate` asks it too).
+    pub fn client(cfg: &RemoteWriteConfig) -> Result<(HttpClient, HeaderMap), BuildError> {
+        let client = push::http_client("exporters.remote_write", &cfg.endpoint, cfg.tls.as_ref())?;
+        let headers = push::header_map("exporters.remote_write.headers", &cfg.headers)?;
+        Ok((client, headers))
     }
 
     /// Pushes every interval until `stop`, then once more.

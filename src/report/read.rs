@@ -245,7 +245,7 @@ fn cfr(failed: u64, succeeded: u64) -> Option<f64> {
 /// definition the live process uses too (`docs/slo.md`, "Medians"); None when empty.
 pub fn median(v: &mut [f64]) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    crate::slo::nearest_rank(v, 0.5)
+    crate::sli::rank::of_sorted(v, 0.5)
 }
 
 fn day_row(service: &str, env: &str, day: i64, d: &DayAgg, m: &Mapping, events: bool) -> DayRow {

@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod exemplars;
 pub mod metrics;
+pub mod rank;
 pub mod series;
 pub mod sketch;
 pub mod window;

@@ -375,18 +375,7 @@ fn floor_to_i32(x: f64) -> i32 {
     }
 }
 
-/// Nearest rank of quantile `q` among `n` values: `max(1, ⌈q·n⌉)`, clamped to `n`.
-///
-/// `q` is clamped into [0, 1] (NaN acts as 0). A product within a few ulps above an integer is
-/// taken as that integer, so `q = 0.07, n = 100` gives 7 — the decimal the caller meant — and
-/// not 8, which the f64 nearest to 0.07 (slightly above it) would give in exact arithmetic.
-/// Exact for `n ≤ 2^53`.
-pub fn nearest_rank(q: f64, n: u64) -> u64 {
-    let q = if q >= 0.0 { q.min(1.0) } else { 0.0 };
-    let x = q * n as f64;
-    let k = (x - x * 4.0 * f64::EPSILON).ceil() as u64;
-    k.max(1).min(n)
-}
+pub use super::rank::nearest_rank;
 
 /// A counter width of the dense store.
 trait Count: Copy + Default + Eq {

@@ -503,15 +503,6 @@ impl SloState {
     }
 }
 
-/// Nearest-rank quantile of sorted values.
-pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[k - 1])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

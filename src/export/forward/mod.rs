@@ -216,13 +216,29 @@ impl Forwarder {
 
     /// Starts the forwarder for `cfg`: reads back what a previous run left in
     /// `queue.dir`, starts the queue thread. `None` when `forward` lists no signal.
-    pub fn start(
-        cfg: &OtlpExporterConfig,
-        stats: Arc<ExporterStats>,
-    ) -> Result<Option<(Arc<Forwarder>, ForwardHandle)>, ForwardStartError> {
+    /// What [`Forwarder::start`] would refuse in `cfg`, found without opening the queue
+    /// or starting a thread (`momentum validate`): the endpoint, headers, client TLS, and a
+    /// queue directory that cannot be created.
+    pub fn check(cfg: &OtlpExporterConfig) -> Vec<ForwardStartError> {
+        let mut out = Vec::new();
         if cfg.forward.is_empty() {
-            return Ok(None);
+            return out;
         }
+        if let Err(e) = Self::client(cfg) {
+            out.push(e);
+        }
+        if let Some(dir) = &cfg.queue.dir {
+            if let Err(source) = crate::archive::check_dir(dir) {
+                out.push(ForwardStartError::Queue {
+                    dir: dir.clone(),
+                    source,
+                });
+            }
+        }
+        out
+    }
+
+    fn client(cfg: &OtlpExporterConfig) -> Result<Client, ForwardStartError> {
         let endpoint: http::Uri = cfg
             .endpoint
             .parse()
@@ -233,6 +249,23 @@ impl Forwarder {
                 cfg.endpoint
             )));
         }
+        Ok(Client::new(
+            &endpoint,
+            cfg.protocol,
+            crate::export::push::header_map("exporters.otlp.headers", &cfg.headers)?,
+            cfg.tls.as_ref(),
+            CONCURRENCY,
+        )?)
+    }
+
+    pub fn start(
+        cfg: &OtlpExporterConfig,
+        stats: Arc<ExporterStats>,
+    ) -> Result<Option<(Arc<Forwarder>, ForwardHandle)>, ForwardStartError> {
+        if cfg.forward.is_empty() {
+            return Ok(None);
+        }
+        let client = Self::client(cfg)?;
         let mut signals = [false; 3];
         for s in &cfg.forward {
             signals[s.index()] = true;
@@ -285,13 +318,6 @@ impl Forwarder {
             }
             queue.store = Some(store);
         }
-        let client = Client::new(
-            &endpoint,
-            cfg.protocol,
-            crate::export::push::header_map("exporters.otlp.headers", &cfg.headers)?,
-            cfg.tls.as_ref(),
-            CONCURRENCY,
-        )?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();

@@ -77,7 +77,7 @@ fn slo_at(p: &Pair, t: u64) -> Option<crate::slo::SloState> {
 /// Delivery signals and the momentum index of a pair at event time `at`.
 fn delivery_view(p: &Pair, set: &Settings, at: u64) -> crate::view::DeliveryView {
     use crate::delivery::index;
-    use crate::slo::nearest_rank;
+    use crate::sli::rank::of_sorted as nearest_rank;
     let mut d = p.delivery.view(at, &set.delivery);
     let slo = slo_at(p, at);
     let restores = slo
@@ -103,7 +103,7 @@ impl ShardCore {
     /// One `momentum` row per closed archive window of a pair: the index, its components
     /// and the values behind them at event time `at`, the instant the window closed.
     pub(super) fn momentum_rows(&mut self, pid: u32, at: u64, closed: &[(u64, u64)]) {
-        use crate::slo::nearest_rank;
+        use crate::sli::rank::of_sorted as nearest_rank;
         let p = &self.pairs[pid as usize];
         let d = delivery_view(p, &self.set, at);
         let five =
