@@ -6,112 +6,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use dashmap::DashMap;
-
 use crate::archive::EventRow;
 
-/// The process-wide revision index: revision → the starts of its pipeline runs, for
-/// lead time. The one piece of state that crosses pairs: a concurrent map, written once
-/// per pipeline run and read by deployments of any pair.
-///
-/// Runs are noted when their request is admitted (not when a shard gets to them), each
-/// with the fleet floor of its admission; a lookup made at event time `t` sees only the
-/// runs whose floor is before `t`. Shards look up only at event times their own floor has
-/// passed, when every such run is already admitted, so what a lookup finds does not
-/// depend on how far the shard holding the run has got (`docs/event-time.md`).
-#[derive(Debug, Default)]
-pub struct RevisionIndex {
-    /// revision → (floor, start) of each run that lowered the earliest start, in order
-    map: DashMap<String, Vec<(u64, u64)>>,
-    /// bumped on every change
-    generation: AtomicU64,
-    /// the highest floor noted
-    max_floor: AtomicU64,
-}
-
-/// Entries kept per revision (each lowered the earliest start); beyond, the oldest goes.
-const MAX_RUNS_PER_REVISION: usize = 8;
-
-impl RevisionIndex {
-    /// Notes a run of `revision` that started at `start`, admitted at fleet floor `floor`.
-    pub fn note(&self, revision: &str, start: u64, floor: u64) {
-        let mut changed = false;
-        self.map
-            .entry(revision.to_string())
-            .and_modify(|v| {
-                if v.iter().all(|e| start < e.1) {
-                    if v.len() >= MAX_RUNS_PER_REVISION {
-                        v.remove(0);
-                    }
-                    v.push((floor, start));
-                    changed = true;
-                }
-            })
-            .or_insert_with(|| {
-                changed = true;
-                vec![(floor, start)]
-            });
-        if changed {
-            self.max_floor.fetch_max(floor, Ordering::SeqCst);
-            self.generation.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// The earliest start of a run of `revision` visible at event time `t`.
-    pub fn earliest(&self, revision: &str, t: u64) -> Option<u64> {
-        self.map
-            .get(revision)?
-            .iter()
-            .filter(|e| e.0 < t)
-            .map(|e| e.1)
-            .min()
-    }
-
-    /// (generation, highest floor): unchanged generation and a lookup time above the
-    /// highest floor mean a lookup would find what the last one found.
-    pub fn state(&self) -> (u64, u64) {
-        (
-            self.generation.load(Ordering::SeqCst),
-            self.max_floor.load(Ordering::SeqCst),
-        )
-    }
-
-    /// Forgets runs that started before `horizon` (they can no longer give a lead time
-    /// inside the lookback).
-    pub fn retain_since(&self, horizon: u64) {
-        self.map.retain(|_, v| {
-            v.retain(|e| e.1 >= horizon);
-            !v.is_empty()
-        });
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// (revision, earliest start) of every revision, for the state checkpoint.
-    pub fn entries(&self) -> Vec<(String, u64)> {
-        self.map
-            .iter()
-            .filter_map(|e| Some((e.key().clone(), e.value().iter().map(|x| x.1).min()?)))
-            .collect()
-    }
-
-    /// Takes back an entry of [`RevisionIndex::entries`]: visible at any time.
-    pub fn restore(&self, revision: String, start: u64) {
-        self.map.insert(revision, vec![(0, start)]);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Revisions held.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether no revision is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
+pub use super::pipelines::{Pipeline, Run};
+pub use super::revisions::RevisionIndex;
 
 /// Timing rules from `delivery:`.
 #[derive(Clone, Copy, Debug)]
@@ -195,80 +93,6 @@ struct Version {
     reported: bool,
 }
 
-/// One pipeline run.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Run {
-    /// end time
-    pub end: u64,
-    /// duration (s)
-    pub duration_s: f64,
-    /// failed (failure, error, timeout)
-    pub failed: bool,
-    /// counted in failure ratios (not cancellation/skip)
-    pub counted: bool,
-    /// runs this entry stands for (1 for a span; a histogram bucket's count)
-    pub weight: u64,
-    /// from a `cicd.pipeline.run.duration` histogram
-    pub metric: bool,
-}
-
-/// Per pipeline name.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Pipeline {
-    /// runs by result since the process started
-    pub by_result: Vec<(String, u64)>,
-    /// runs over the lookback
-    pub runs: VecDeque<Run>,
-    /// cumulative duration sum and count
-    pub duration_sum_s: f64,
-    /// cumulative count of runs with a duration
-    pub duration_count: u64,
-    recent_ids: VecDeque<String>,
-    /// end of the newest run seen as a span (0: none): spans win over histograms
-    last_span: u64,
-}
-
-/// Distinct `result` label values per pipeline (the overflow label comes on top).
-const MAX_RESULTS: usize = 16;
-
-impl Pipeline {
-    fn count_result(&mut self, result: &str, n: u64) {
-        // `cicd.pipeline.result` has six semconv values; anything a pipeline invents beyond
-        // MAX_RESULTS distinct values shares the overflow label (bounded label values).
-        let result = if self.by_result.len() >= MAX_RESULTS
-            && !self.by_result.iter().any(|(res, _)| res == result)
-        {
-            crate::identity::OVERFLOW
-        } else {
-            result
-        };
-        match self.by_result.iter_mut().find(|(res, _)| res == result) {
-            Some((_, c)) => *c += n,
-            None => self.by_result.push((result.to_string(), n)),
-        }
-    }
-
-    /// Drops runs older than the lookback before `newest`, and entries beyond a hard bound.
-    fn trim(&mut self, newest: u64, r: &Rules) {
-        while self
-            .runs
-            .front()
-            .is_some_and(|x| x.end.saturating_add(r.lookback) < newest)
-            || self.runs.len() > 4096
-        {
-            self.runs.pop_front();
-        }
-    }
-}
-
-/// (failed, counted in failure ratios) of a `cicd.pipeline.result`.
-fn result_kind(result: &str) -> (bool, bool) {
-    (
-        matches!(result, "failure" | "error" | "timeout"),
-        !matches!(result, "cancellation" | "skip"),
-    )
-}
-
 /// The delivery state of one pair.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
@@ -297,7 +121,7 @@ pub struct Delivery {
     lead_check: Option<(u64, bool)>,
 }
 
-fn event(time: u64, who: (&Arc<str>, &Arc<str>), kind: &'static str) -> EventRow {
+pub(super) fn event(time: u64, who: (&Arc<str>, &Arc<str>), kind: &'static str) -> EventRow {
     EventRow {
         time_ns: time,
         service: who.0.clone(),
@@ -334,7 +158,7 @@ fn deployment_event(d: &Deployment, who: (&Arc<str>, &Arc<str>)) -> EventRow {
     e
 }
 
-fn json_str(s: &str) -> String {
+pub(super) fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
@@ -624,141 +448,6 @@ impl Delivery {
         );
     }
 
-    /// A pipeline run (de-duplicated by run id). Returns false for a duplicate.
-    #[allow(clippy::too_many_arguments)]
-    pub fn pipeline_run(
-        &mut self,
-        name: &str,
-        result: &str,
-        run_id: Option<&str>,
-        start: u64,
-        end: u64,
-        revision: Option<&str>,
-        r: &Rules,
-        who: (&Arc<str>, &Arc<str>),
-        events: &mut Vec<EventRow>,
-    ) -> bool {
-        let (idx, name) = self.pipeline_index(name, r);
-        let p = &mut self.pipelines[idx].1;
-        if let Some(id) = run_id {
-            if p.recent_ids.iter().any(|x| x == id) {
-                return false;
-            }
-            p.recent_ids.push_back(id.to_string());
-            if p.recent_ids.len() > 1024 {
-                p.recent_ids.pop_front();
-            }
-        }
-        let (failed, counted) = result_kind(result);
-        p.count_result(result, 1);
-        let duration_s = end.saturating_sub(start) as f64 * 1e-9;
-        p.duration_sum_s += duration_s;
-        p.duration_count += 1;
-        // Spans win: the histogram runs of this pipeline leave the lookback figures.
-        if p.runs.iter().any(|x| x.metric) {
-            p.runs.retain(|x| !x.metric);
-        }
-        p.last_span = p.last_span.max(end);
-        p.runs.push_back(Run {
-            end,
-            duration_s,
-            failed,
-            counted,
-            weight: 1,
-            metric: false,
-        });
-        p.trim(end, r);
-        // Its revision went into the revision index when the request was admitted
-        // (`records::note_runs`).
-        let mut e = event(end, who, "pipeline_run");
-        e.result = Some(result.to_string());
-        e.duration_s = Some(duration_s);
-        e.attributes = format!(
-            "{{\"cicd.pipeline.name\":{},\"cicd.pipeline.run.id\":{},\"vcs.ref.head.revision\":{}}}",
-            json_str(name),
-            run_id.map_or("null".into(), json_str),
-            revision.map_or("null".into(), json_str)
-        );
-        events.push(e);
-        true
-    }
-
-    /// The index of pipeline `name` (created on first sight; names beyond
-    /// `max_pipelines` fold into `__overflow__`), and the name it is kept under.
-    fn pipeline_index<'a>(&mut self, name: &'a str, r: &Rules) -> (usize, &'a str) {
-        let known = self.pipelines.iter().any(|(n, _)| &**n == name);
-        let name = if !known && self.pipelines.len() >= r.max_pipelines {
-            self.pipeline_overflow += 1;
-            crate::identity::OVERFLOW
-        } else {
-            name
-        };
-        let idx = match self.pipelines.iter().position(|(n, _)| &**n == name) {
-            Some(i) => i,
-            None => {
-                self.pipelines.push((Arc::from(name), Pipeline::default()));
-                self.pipelines.len() - 1
-            }
-        };
-        (idx, name)
-    }
-
-    /// Runs from a `cicd.pipeline.run.duration` histogram point (already a delta): `count`
-    /// runs with `result` ending by `time`, `counts[i]` of them in the bucket with upper
-    /// bound `bounds[i]` (s; the last bucket has none), `sum_s` their summed duration.
-    /// Each non-empty bucket joins the lookback as one weighted entry whose duration is
-    /// the bucket's upper bound (the last, unbounded bucket: its lower bound; no buckets
-    /// at all: the mean `sum_s / count`). Returns false when the point is left out
-    /// because spans of this pipeline were seen within the lookback (spans win: they
-    /// carry run ids and revisions, histogram runs cannot be de-duplicated against them).
-    #[allow(clippy::too_many_arguments)]
-    pub fn pipeline_histogram(
-        &mut self,
-        name: &str,
-        result: &str,
-        time: u64,
-        count: u64,
-        sum_s: f64,
-        bounds: &[f64],
-        counts: &[u64],
-        r: &Rules,
-    ) -> bool {
-        let (idx, _) = self.pipeline_index(name, r);
-        let p = &mut self.pipelines[idx].1;
-        if p.last_span > 0 && p.last_span.saturating_add(r.lookback) >= time {
-            return false;
-        }
-        if count == 0 {
-            return true;
-        }
-        let (failed, counted) = result_kind(result);
-        p.count_result(result, count);
-        p.duration_sum_s += sum_s;
-        p.duration_count += count;
-        let entry = |duration_s: f64, weight: u64| Run {
-            end: time,
-            duration_s,
-            failed,
-            counted,
-            weight,
-            metric: true,
-        };
-        if counts.iter().sum::<u64>() == 0 {
-            p.runs.push_back(entry(sum_s / count as f64, count));
-        } else {
-            for (i, &c) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
-                let d = bounds
-                    .get(i)
-                    .or_else(|| bounds.last())
-                    .copied()
-                    .unwrap_or(0.0);
-                p.runs.push_back(entry(d, c));
-            }
-        }
-        p.trim(time, r);
-        true
-    }
-
     /// Deployments per day over the lookback at `clock` (None when the pair is younger
     /// than an hour).
     pub fn deploy_frequency(&self, clock: u64, r: &Rules) -> Option<f64> {
@@ -911,67 +600,49 @@ impl Delivery {
         recent
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_revision_index_keeps_only_runs_that_lower_the_earliest_start() {
-        let ix = RevisionIndex::default();
-        ix.note("r", 100, 10);
-        ix.note("r", 50, 20); // lowers the earliest start: kept
-        ix.note("r", 70, 30); // does not: ignored
-        assert_eq!(
-            ix.earliest("r", 10),
-            None,
-            "a run is visible after its floor only"
-        );
-        assert_eq!(ix.earliest("r", 11), Some(100));
-        assert_eq!(ix.earliest("r", 21), Some(50));
-        assert_eq!(ix.earliest("other", 99), None);
-        assert_eq!(
-            ix.state(),
-            (2, 20),
-            "two changes; the ignored run moved nothing"
-        );
-        ix.note("r", 50, 40); // the same start again: no change
-        assert_eq!(ix.state(), (2, 20));
-        ix.note("r", 49, 40);
-        assert_eq!(ix.state(), (3, 40));
+    const MIN: u64 = 60_000_000_000;
+
+    fn rules() -> Rules {
+        Rules {
+            change_failure_window: 60 * MIN,
+            quiet: 10 * MIN,
+            lookback: 30 * 24 * 60 * MIN,
+            max_versions: 16,
+            max_pipelines: 8,
+        }
+    }
+
+    /// v1 reports; a record announces v2 at `t0 + 2m`; v2 first reports `after` later while
+    /// v1 still does. How many deployments that makes.
+    fn announced_then_reporting(after: u64) -> usize {
+        let r = rules();
+        let t0 = 1_000 * MIN;
+        let mut d = Delivery::default();
+        d.observe_version("1", t0, t0 + MIN, &r);
+        let rec = t0 + 2 * MIN;
+        d.explicit(rec, Some("d1"), Some("succeeded"), "2", None, &r);
+        d.observe_version("1", rec + after - MIN, rec + after - MIN, &r);
+        d.observe_version("2", rec + after, rec + after, &r);
+        d.deployments.len()
     }
 
     #[test]
-    fn the_revision_index_keeps_the_latest_runs_per_revision() {
-        let ix = RevisionIndex::default();
-        // Each run lowers the start; only the last MAX_RUNS_PER_REVISION stay.
-        let n = MAX_RUNS_PER_REVISION as u64 + 1;
-        for i in 0..n {
-            ix.note("r", 1_000 - i, i + 1);
-        }
-        assert_eq!(ix.earliest("r", 2), None, "the oldest run (floor 1) went");
+    fn an_announced_version_reporting_a_window_after_its_record_is_a_deployment_of_its_own() {
+        let w = rules().change_failure_window;
         assert_eq!(
-            ix.earliest("r", 3),
-            Some(1_000 - 1),
-            "the second stays (floor 2)"
+            announced_then_reporting(w - 1),
+            1,
+            "within the window: the record's"
         );
-        assert_eq!(ix.earliest("r", n + 1), Some(1_000 - (n - 1)));
-        assert_eq!(ix.len(), 1);
-    }
-
-    #[test]
-    fn result_labels_are_bounded() {
-        let mut p = Pipeline::default();
-        for i in 0..40 {
-            p.count_result(&format!("r{i}"), 1);
-        }
-        p.count_result("r3", 2);
-        assert_eq!(p.by_result.len(), MAX_RESULTS + 1);
-        let get = |k: &str| p.by_result.iter().find(|(r, _)| r == k).map(|x| x.1);
-        assert_eq!(get("r3"), Some(3));
         assert_eq!(
-            get(crate::identity::OVERFLOW),
-            Some(40 - MAX_RESULTS as u64)
+            announced_then_reporting(w),
+            2,
+            "at the window: a deployment of its own"
         );
+        assert_eq!(announced_then_reporting(2 * w), 2);
     }
 }
