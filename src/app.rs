@@ -19,7 +19,6 @@ use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::export::otlp::OtlpPush;
 use crate::export::own_telemetry::OwnTelemetry;
 use crate::export::push::BuildError;
-use crate::export::remote_write::RemoteWrite;
 use crate::pipeline::checkpoint::{self, Checkpoint, PairState};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
@@ -250,18 +249,13 @@ pub fn check(config: &Config) -> Vec<StartError> {
             out.push(e.into());
         }
     }
-    let exp = &config.exporters;
-    if let Some(c) = &exp.remote_write {
-        if let Err(e) = RemoteWrite::client(c) {
-            out.push(e.into());
-        }
-    }
-    if let Some(c) = &exp.otlp {
-        // The push and the forwarder share the endpoint, headers and TLS: a problem of
-        // both is said once; the forwarder's own (its queue directory) always.
-        let push = OtlpPush::client(c).err();
-        let shared_said = push.is_some();
-        out.extend(push.map(StartError::from));
+    let push = crate::export::check(config);
+    let push_failed = !push.is_empty();
+    out.extend(push.into_iter().map(StartError::from));
+    if let Some(c) = &config.exporters.otlp {
+        // The OTLP push and the forwarder share the endpoint, headers and TLS: a problem
+        // of both is said once; the forwarder's own (its queue directory) always.
+        let shared_said = push_failed && OtlpPush::client(c).is_err();
         for e in Forwarder::check(c) {
             if !shared_said || matches!(e, ForwardStartError::Queue { .. }) {
                 out.push(e.into());
@@ -379,21 +373,16 @@ impl App {
         }
         let rx = Arc::new(rx);
         let ready = Arc::new(AtomicBool::new(false));
-        let exp = &config.exporters;
-        let otlp_stats = exp.otlp.as_ref().map(|_| ExporterStats::new("otlp"));
-        let rw_stats = exp
-            .remote_write
-            .as_ref()
-            .map(|_| ExporterStats::new("remote_write"));
+        let planned = crate::export::plan(&config);
         let telemetry = Telemetry {
             router: router.clone(),
             shared: shared.clone(),
             refused,
             started_ns: shared.clock.now_ns(),
-            exporters: [&otlp_stats, &rw_stats, &forward_stats]
-                .into_iter()
-                .flatten()
-                .cloned()
+            exporters: planned
+                .iter()
+                .map(|p| p.stats.clone())
+                .chain(forward_stats.clone())
                 .collect(),
             archive: archive_stats.clone(),
         };
@@ -406,13 +395,9 @@ impl App {
         let spans = own.as_ref().map(OwnTelemetry::spans).unwrap_or_default();
         let (export_stop, export_rx) = watch::channel(false);
         let mut exporters = Vec::new();
-        if let (Some(c), Some(st)) = (&exp.otlp, otlp_stats) {
-            let e = OtlpPush::new(c, telemetry.clone(), st, spans.clone())?;
-            exporters.push(tokio::spawn(e.run(export_rx.clone())));
-        }
-        if let (Some(c), Some(st)) = (&exp.remote_write, rw_stats) {
-            let e = RemoteWrite::new(c, telemetry.clone(), st, spans.clone())?;
-            exporters.push(tokio::spawn(e.run(export_rx.clone())));
+        for p in planned {
+            let run = p.build(telemetry.clone(), spans.clone(), export_rx.clone())?;
+            exporters.push(tokio::spawn(run));
         }
         let own_telemetry = own.map(|o| {
             let (tx, rx) = watch::channel(false);

@@ -630,6 +630,49 @@ mod tests {
         d.deployments.len()
     }
 
+    /// v1 reports; v2's detection at `t`; an explicit record of v2 `after` later. How many
+    /// deployments that makes.
+    fn detected_then_recorded(after: u64) -> usize {
+        let r = rules();
+        let t0 = 1_000 * MIN;
+        let mut d = Delivery::default();
+        d.observe_version("1", t0, t0 + MIN, &r);
+        let t = t0 + 2 * MIN;
+        d.observe_version("2", t, t, &r);
+        assert_eq!(d.deployments.len(), 1, "v2 detected");
+        d.explicit(t + after, Some("d2"), Some("failed"), "2", None, &r);
+        d.deployments.len()
+    }
+
+    #[test]
+    fn a_record_merges_with_a_detection_of_its_version_within_the_window_only() {
+        let w = rules().change_failure_window;
+        assert_eq!(
+            detected_then_recorded(w - 1),
+            1,
+            "within the window: one deployment"
+        );
+        assert_eq!(detected_then_recorded(w), 2, "at the window: two");
+    }
+
+    #[test]
+    fn a_record_makes_a_version_known_once_and_never_an_empty_one() {
+        let r = rules();
+        let t0 = 1_000 * MIN;
+        let mut d = Delivery::default();
+        d.observe_version("1", t0, t0 + MIN, &r);
+        d.explicit(t0 + 2 * MIN, Some("a"), None, "", None, &r);
+        assert_eq!(d.versions.len(), 1, "a record naming no version adds none");
+        d.explicit(t0 + 3 * MIN, Some("b"), None, "2", None, &r);
+        d.explicit(t0 + 200 * MIN, Some("c"), None, "2", None, &r);
+        let names: Vec<&str> = d.versions.iter().map(|v| &*v.name).collect();
+        assert_eq!(
+            names,
+            ["1", "2"],
+            "a version already known is not added again"
+        );
+    }
+
     #[test]
     fn an_announced_version_reporting_a_window_after_its_record_is_a_deployment_of_its_own() {
         let w = rules().change_failure_window;

@@ -257,6 +257,35 @@ impl RemoteWrite {
     }
 }
 
+impl super::PushExporter for RemoteWrite {
+    type Config = RemoteWriteConfig;
+    const NAME: &'static str = "remote_write";
+
+    fn config(config: &crate::config::Config) -> Option<&RemoteWriteConfig> {
+        config.exporters.remote_write.as_ref()
+    }
+
+    fn check(cfg: &RemoteWriteConfig) -> Result<(), BuildError> {
+        RemoteWrite::client(cfg).map(drop)
+    }
+
+    fn build(
+        cfg: &RemoteWriteConfig,
+        telemetry: Telemetry,
+        stats: Arc<ExporterStats>,
+        spans: Spans,
+    ) -> Result<Self, BuildError> {
+        RemoteWrite::new(cfg, telemetry, stats, spans)
+    }
+
+    fn run(
+        self,
+        stop: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        RemoteWrite::run(self, stop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
