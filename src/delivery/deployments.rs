@@ -655,6 +655,39 @@ mod tests {
         assert_eq!(detected_then_recorded(w), 2, "at the window: two");
     }
 
+    /// A deployment recorded `succeeded` at `t`, ticked at `at` with incidents opened at
+    /// `incidents`: its outcome.
+    fn outcome_at(at_after: u64, incidents: &[i64]) -> Outcome {
+        let r = rules();
+        let t = 1_000 * MIN;
+        let mut d = Delivery::default();
+        d.explicit(t, Some("d"), Some("succeeded"), "1", None, &r);
+        let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
+        let opened: Vec<u64> = incidents.iter().map(|&o| t.saturating_add_signed(o)).collect();
+        let mut events = Vec::new();
+        let ix = RevisionIndex::default();
+        d.tick(t + at_after, &opened, &ix, &r, (&who.0, &who.1), &mut events);
+        d.deployments[0].outcome
+    }
+
+    #[test]
+    fn an_outcome_is_decided_once_the_window_and_the_quiet_period_have_passed() {
+        let r = rules();
+        let due = r.change_failure_window + r.quiet;
+        assert_eq!(outcome_at(due - 1, &[]), Outcome::Pending);
+        assert_eq!(outcome_at(due, &[]), Outcome::Succeeded);
+    }
+
+    #[test]
+    fn only_an_incident_inside_the_window_fails_a_deployment() {
+        let r = rules();
+        let (w, due) = (r.change_failure_window as i64, r.change_failure_window + r.quiet);
+        assert_eq!(outcome_at(due, &[-(MIN as i64)]), Outcome::Succeeded, "before it");
+        assert_eq!(outcome_at(due, &[w + 1]), Outcome::Succeeded, "after the window");
+        assert_eq!(outcome_at(due, &[0]), Outcome::Failed, "at the deployment");
+        assert_eq!(outcome_at(due, &[w]), Outcome::Failed, "at the window's end");
+    }
+
     #[test]
     fn a_record_makes_a_version_known_once_and_never_an_empty_one() {
         let r = rules();
