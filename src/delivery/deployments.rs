@@ -663,10 +663,20 @@ mod tests {
         let mut d = Delivery::default();
         d.explicit(t, Some("d"), Some("succeeded"), "1", None, &r);
         let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
-        let opened: Vec<u64> = incidents.iter().map(|&o| t.saturating_add_signed(o)).collect();
+        let opened: Vec<u64> = incidents
+            .iter()
+            .map(|&o| t.saturating_add_signed(o))
+            .collect();
         let mut events = Vec::new();
         let ix = RevisionIndex::default();
-        d.tick(t + at_after, &opened, &ix, &r, (&who.0, &who.1), &mut events);
+        d.tick(
+            t + at_after,
+            &opened,
+            &ix,
+            &r,
+            (&who.0, &who.1),
+            &mut events,
+        );
         d.deployments[0].outcome
     }
 
@@ -681,11 +691,26 @@ mod tests {
     #[test]
     fn only_an_incident_inside_the_window_fails_a_deployment() {
         let r = rules();
-        let (w, due) = (r.change_failure_window as i64, r.change_failure_window + r.quiet);
-        assert_eq!(outcome_at(due, &[-(MIN as i64)]), Outcome::Succeeded, "before it");
-        assert_eq!(outcome_at(due, &[w + 1]), Outcome::Succeeded, "after the window");
+        let (w, due) = (
+            r.change_failure_window as i64,
+            r.change_failure_window + r.quiet,
+        );
+        assert_eq!(
+            outcome_at(due, &[-(MIN as i64)]),
+            Outcome::Succeeded,
+            "before it"
+        );
+        assert_eq!(
+            outcome_at(due, &[w + 1]),
+            Outcome::Succeeded,
+            "after the window"
+        );
         assert_eq!(outcome_at(due, &[0]), Outcome::Failed, "at the deployment");
-        assert_eq!(outcome_at(due, &[w]), Outcome::Failed, "at the window's end");
+        assert_eq!(
+            outcome_at(due, &[w]),
+            Outcome::Failed,
+            "at the window's end"
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ use dashmap::DashMap;
 /// runs whose floor is before `t`. Shards look up only at event times their own floor has
 /// passed, when every such run is already admitted, so what a lookup finds does not
 /// depend on how far the shard holding the run has got (`docs/event-time.md`).
-#[derive(Debug, Default)]
+///
+/// Bounded in time (`retain_since`, the lookback) and in size: beyond
+/// [`MAX_REVISIONS`] revisions the one whose earliest run started first goes
+/// (`momentum_series_evicted_total{kind="revision"}`).
+#[derive(Debug)]
 pub struct RevisionIndex {
     /// revision → (floor, start) of each run that lowered the earliest start, in order
     map: DashMap<String, Vec<(u64, u64)>>,
@@ -21,14 +25,46 @@ pub struct RevisionIndex {
     generation: AtomicU64,
     /// the highest floor noted
     max_floor: AtomicU64,
+    /// revisions held at most
+    capacity: usize,
+    /// revisions evicted to stay within `capacity`
+    evicted: AtomicU64,
+}
+
+/// Revisions the index holds at most (a few MiB).
+pub const MAX_REVISIONS: usize = 65_536;
+
+impl Default for RevisionIndex {
+    fn default() -> Self {
+        Self::with_capacity(MAX_REVISIONS)
+    }
 }
 
 /// Entries kept per revision (each lowered the earliest start); beyond, the oldest goes.
 const MAX_RUNS_PER_REVISION: usize = 8;
 
 impl RevisionIndex {
+    /// An index of at most `capacity` revisions.
+    pub fn with_capacity(capacity: usize) -> Self {
+        RevisionIndex {
+            map: DashMap::new(),
+            generation: AtomicU64::new(0),
+            max_floor: AtomicU64::new(0),
+            capacity: capacity.max(1),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Revisions evicted to stay within the size bound.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// Notes a run of `revision` that started at `start`, admitted at fleet floor `floor`.
     pub fn note(&self, revision: &str, start: u64, floor: u64) {
+        if self.map.len() >= self.capacity && !self.map.contains_key(revision) {
+            self.evict_oldest();
+        }
         let mut changed = false;
         self.map
             .entry(revision.to_string())
@@ -47,6 +83,21 @@ impl RevisionIndex {
             });
         if changed {
             self.max_floor.fetch_max(floor, Ordering::SeqCst);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Removes the revision whose earliest run started first (ties: the smallest name).
+    /// Pipeline runs are rare, so the scan is too.
+    fn evict_oldest(&self) {
+        let oldest = self
+            .map
+            .iter()
+            .filter_map(|e| Some((e.value().iter().map(|x| x.1).min()?, e.key().clone())))
+            .min();
+        if let Some((_, k)) = oldest {
+            self.map.remove(&k);
+            self.evicted.fetch_add(1, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -132,6 +183,22 @@ mod tests {
         assert_eq!(ix.state(), (2, 20));
         ix.note("r", 49, 40);
         assert_eq!(ix.state(), (3, 40));
+    }
+
+    #[test]
+    fn the_revision_index_is_bounded_in_size_and_keeps_the_newest_revisions() {
+        let ix = RevisionIndex::with_capacity(3);
+        ix.note("b", 200, 1);
+        ix.note("a", 100, 1);
+        ix.note("c", 300, 1);
+        ix.note("a", 50, 2); // an existing revision: nothing goes
+        assert_eq!((ix.len(), ix.evicted()), (3, 0));
+        ix.note("d", 400, 3); // a new one: "a" (earliest start 50) goes
+        assert_eq!((ix.len(), ix.evicted()), (3, 1));
+        assert_eq!(ix.earliest("a", 9), None);
+        for (rev, start) in [("b", 200), ("c", 300), ("d", 400)] {
+            assert_eq!(ix.earliest(rev, 9), Some(start), "{rev}");
+        }
     }
 
     #[test]

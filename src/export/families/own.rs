@@ -276,6 +276,11 @@ pub(super) fn self_telemetry(out: &mut Vec<Family<'_>>, t: &Telemetry, pairs: us
         get(&c.evicted_service),
         start,
     );
+    f.push(
+        smallvec![("kind", "revision")],
+        t.shared.revisions.evicted() as f64,
+        start,
+    );
     out.push(f);
     exporters(out, t);
 }
