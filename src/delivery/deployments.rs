@@ -713,6 +713,40 @@ mod tests {
         );
     }
 
+    /// A deployment of revision "abc" at `t`; a run of it that started an hour before
+    /// is admitted `late` after `t` and the pair ticks a minute later: the lead times
+    /// counted.
+    fn lead_counted_with_a_run_arriving(late: u64) -> u64 {
+        let r = rules();
+        let t = 100_000 * MIN;
+        let mut d = Delivery::default();
+        d.explicit(t, Some("d"), Some("succeeded"), "1", Some("abc"), &r);
+        let ix = RevisionIndex::default();
+        ix.note("abc", t - 60 * MIN, t + late);
+        let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
+        d.tick(
+            t + late + MIN,
+            &[],
+            &ix,
+            &r,
+            (&who.0, &who.1),
+            &mut Vec::new(),
+        );
+        d.lead_count
+    }
+
+    #[test]
+    fn a_run_arriving_after_its_deployment_gives_a_lead_time_inside_the_lookback_only() {
+        let lookback = rules().lookback;
+        assert_eq!(lead_counted_with_a_run_arriving(10 * MIN), 1);
+        assert_eq!(lead_counted_with_a_run_arriving(lookback - 2 * MIN), 1);
+        assert_eq!(
+            lead_counted_with_a_run_arriving(lookback + MIN),
+            0,
+            "past the lookback"
+        );
+    }
+
     #[test]
     fn a_record_makes_a_version_known_once_and_never_an_empty_one() {
         let r = rules();
