@@ -717,12 +717,17 @@ mod tests {
     /// is admitted `late` after `t` and the pair ticks a minute later: the lead times
     /// counted.
     fn lead_counted_with_a_run_arriving(late: u64) -> u64 {
+        lead_counted_with_a_run(late, 100_000 * MIN - 60 * MIN)
+    }
+
+    /// As above, for a run that started at `started`.
+    fn lead_counted_with_a_run(late: u64, started: u64) -> u64 {
         let r = rules();
         let t = 100_000 * MIN;
         let mut d = Delivery::default();
         d.explicit(t, Some("d"), Some("succeeded"), "1", Some("abc"), &r);
         let ix = RevisionIndex::default();
-        ix.note("abc", t - 60 * MIN, t + late);
+        ix.note("abc", started, t + late);
         let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
         d.tick(
             t + late + MIN,
@@ -741,9 +746,25 @@ mod tests {
         assert_eq!(lead_counted_with_a_run_arriving(10 * MIN), 1);
         assert_eq!(lead_counted_with_a_run_arriving(lookback - 2 * MIN), 1);
         assert_eq!(
+            lead_counted_with_a_run_arriving(lookback - MIN),
+            1,
+            "at its end"
+        );
+        assert_eq!(
             lead_counted_with_a_run_arriving(lookback + MIN),
             0,
             "past the lookback"
+        );
+    }
+
+    #[test]
+    fn a_run_that_started_after_the_deployment_gives_no_lead_time() {
+        let t = 100_000 * MIN;
+        assert_eq!(lead_counted_with_a_run(10 * MIN, t + 5 * MIN), 0);
+        assert_eq!(
+            lead_counted_with_a_run(10 * MIN, t),
+            1,
+            "one that started with it does"
         );
     }
 
