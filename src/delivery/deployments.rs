@@ -365,8 +365,9 @@ impl Delivery {
 
     /// Lead times of the deployments over the lookback from the runs visible at `at`:
     /// deployment time − the earliest start of a run of its revision that started before
-    /// it. A run that arrives later still fills (or lowers) it while the deployment is
-    /// inside the lookback. The cumulative sum and count take a deployment's lead time
+    /// it. A run that arrives later still fills it — or lengthens it, when that run
+    /// started earlier than the one it was taken from — while the deployment is inside
+    /// the lookback. The cumulative sum and count take a deployment's lead time
     /// once, when it is first known — pending or decided, the same deployments as the
     /// quantiles — at the value it had then (a counter never goes back).
     pub fn fill_lead_times(&mut self, at: u64, revisions: &RevisionIndex, r: &Rules) {
@@ -385,7 +386,7 @@ impl Delivery {
                 continue;
             }
             let lt = d.time - start;
-            if d.lead_time.is_none_or(|old| lt < old) {
+            if d.lead_time.is_none_or(|old| lt > old) {
                 d.lead_time = Some(lt);
             }
             if !d.lead_counted {
@@ -755,6 +756,27 @@ mod tests {
             0,
             "past the lookback"
         );
+    }
+
+    #[test]
+    fn an_earlier_run_arriving_later_lengthens_the_lead_time_and_the_counter_keeps_the_first() {
+        let r = rules();
+        let t = 100_000 * MIN;
+        let mut d = Delivery::default();
+        d.explicit(t, Some("d"), Some("succeeded"), "1", Some("abc"), &r);
+        let ix = RevisionIndex::default();
+        let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
+        ix.note("abc", t - 60 * MIN, t + MIN);
+        d.tick(t + 2 * MIN, &[], &ix, &r, (&who.0, &who.1), &mut Vec::new());
+        assert_eq!(d.deployments[0].lead_time, Some(60 * MIN));
+        // A run of the same revision that started an hour earlier is admitted later: the
+        // earliest run now gives the lead time.
+        ix.note("abc", t - 120 * MIN, t + 3 * MIN);
+        d.tick(t + 4 * MIN, &[], &ix, &r, (&who.0, &who.1), &mut Vec::new());
+        assert_eq!(d.deployments[0].lead_time, Some(120 * MIN));
+        assert_eq!(d.lead_times(t + 4 * MIN, &r), vec![7_200.0]);
+        // the cumulative counter took it once, at the value it had then
+        assert_eq!((d.lead_count, d.lead_sum_s), (1, 3_600.0));
     }
 
     #[test]
