@@ -286,7 +286,6 @@ async fn gate(
 
 fn delivery_json(p: &PairView) -> Value {
     use crate::delivery::index::COMPONENTS;
-    use crate::sli::rank::of_sorted as nearest_rank;
     use crate::sli::rank::of_weighted as weighted_nearest_rank;
     let d = &p.delivery;
     let mut components = serde_json::Map::new();
@@ -312,7 +311,7 @@ fn delivery_json(p: &PairView) -> Value {
         "current_version": d.current_version.as_deref(),
         "deploy_frequency_per_day": d.deploy_frequency,
         "change_failure_ratio": d.change_failure,
-        "lead_time_median_seconds": nearest_rank(&d.lead_times, 0.5),
+        "lead_time_median_seconds": d.lead_time_median_s,
         "deployments_in_lookback": d.deployments,
         "deployments_pending": d.pending,
         "deployments_succeeded_total": d.decided[0],
@@ -326,7 +325,6 @@ fn delivery_json(p: &PairView) -> Value {
 }
 
 fn slo_json(p: &PairView) -> Value {
-    use crate::sli::rank::of_sorted as nearest_rank;
     use crate::slo::OBJECTIVES;
     let Some(slo) = &p.slo else {
         return Value::Null;
@@ -350,7 +348,6 @@ fn slo_json(p: &PairView) -> Value {
             })
         })
         .collect();
-    let sorted = slo.restores_sorted();
     let (allow, reasons) = slo.gate();
     json!({
         "window_seconds": slo.window / 1_000_000_000,
@@ -358,7 +355,7 @@ fn slo_json(p: &PairView) -> Value {
         "objectives": objectives,
         "incident": slo.incident.map(|i| json!({ "opened_unix_nano": i.opened_ns })),
         "incidents_total": slo.incidents_total,
-        "time_to_restore_median_seconds": nearest_rank(&sorted, 0.5),
+        "time_to_restore_median_seconds": p.delivery.time_to_restore_median_s,
         "recent_incidents": slo.restores.iter().map(|r| json!({
             "opened_unix_nano": r.resolved_ns - r.ttr_ns,
             "resolved_unix_nano": r.resolved_ns,

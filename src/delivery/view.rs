@@ -14,6 +14,11 @@ pub struct DeliveryView {
     pub change_failure: Option<f64>,
     /// lead times (s) over the lookback, sorted
     pub lead_times: Vec<f64>,
+    /// their median (nearest rank, docs/momentum-index.md): computed once here, read by
+    /// the index, the API and the archive
+    pub lead_time_median_s: Option<f64>,
+    /// the median time to restore (s) of the incidents resolved within the lookback
+    pub time_to_restore_median_s: Option<f64>,
     /// cumulative lead-time sum (s) and count
     pub lead_sum_s: f64,
     /// cumulative lead-time count

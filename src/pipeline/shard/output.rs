@@ -88,11 +88,13 @@ fn delivery_view(p: &Pair, set: &Settings, at: u64) -> crate::view::DeliveryView
         .as_ref()
         .map(|s| s.states.iter().map(|st| st.budget_remaining).collect())
         .unwrap_or_default();
+    d.lead_time_median_s = nearest_rank(&d.lead_times, 0.5);
+    d.time_to_restore_median_s = nearest_rank(&restores, 0.5);
     d.components = index::Components {
         throughput: d.deploy_frequency.map(index::throughput),
-        lead_time: nearest_rank(&d.lead_times, 0.5).map(index::lead_time),
+        lead_time: d.lead_time_median_s.map(index::lead_time),
         stability: d.change_failure.map(index::stability),
-        recovery: nearest_rank(&restores, 0.5).map(index::recovery),
+        recovery: d.time_to_restore_median_s.map(index::recovery),
         reliability: index::reliability(&budgets),
     };
     d.index = d.components.index(&set.weights);
@@ -103,7 +105,6 @@ impl ShardCore {
     /// One `momentum` row per closed archive window of a pair: the index, its components
     /// and the values behind them at event time `at`, the instant the window closed.
     pub(super) fn momentum_rows(&mut self, pid: u32, at: u64, closed: &[(u64, u64)]) {
-        use crate::sli::rank::of_sorted as nearest_rank;
         let p = &self.pairs[pid as usize];
         let d = delivery_view(p, &self.set, at);
         let five =
@@ -115,10 +116,6 @@ impl ShardCore {
             .map(|s| s.burn[crate::slo::Window::H1 as usize])
             .reduce(f64::max);
         let budget = states.iter().map(|s| s.budget_remaining).reduce(f64::min);
-        let restores = slo
-            .as_ref()
-            .map(|s| s.restores_sorted_upto(at))
-            .unwrap_or_default();
         let c = &d.components;
         let row = MomentumRow {
             window_start_ns: 0,
@@ -132,9 +129,9 @@ impl ShardCore {
             recovery: c.recovery,
             reliability: c.reliability,
             deploy_frequency_per_day: d.deploy_frequency,
-            lead_time_s: nearest_rank(&d.lead_times, 0.5),
+            lead_time_s: d.lead_time_median_s,
             change_failure_ratio: d.change_failure,
-            time_to_restore_s: nearest_rank(&restores, 0.5),
+            time_to_restore_s: d.time_to_restore_median_s,
             availability_5m: (five.requests > 0)
                 .then(|| 1.0 - five.errors as f64 / five.requests as f64),
             burn_rate_1h: burn_1h,
