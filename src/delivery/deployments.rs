@@ -790,6 +790,44 @@ mod tests {
         );
     }
 
+    /// v1 reports until minute `v1_until`, v2 from minute 10 to 20; the pair ticks every
+    /// minute to minute 20, then next at minute 60 (a silence): the rollbacks detected.
+    fn rollbacks_when_v1_reports_until(v1_until: u64) -> u64 {
+        let r = rules();
+        let t0 = 1_000 * MIN;
+        let mut d = Delivery::default();
+        let who: (Arc<str>, Arc<str>) = ("svc".into(), "".into());
+        let ix = RevisionIndex::default();
+        for m in 0..=60 {
+            let t = t0 + m * MIN;
+            if m <= v1_until {
+                d.observe_version("1", t, t, &r);
+            }
+            if (10..=20).contains(&m) {
+                d.observe_version("2", t, t, &r);
+            }
+            if m <= 20 || m == 60 {
+                d.tick(t, &[], &ix, &r, (&who.0, &who.1), &mut Vec::new());
+            }
+        }
+        d.rollbacks
+    }
+
+    #[test]
+    fn a_rollback_needs_the_older_version_still_reporting_when_it_is_seen() {
+        // quiet = 10 min: at minute 60, v1 last seen at 55 still reports, at 30 does not
+        assert_eq!(
+            rollbacks_when_v1_reports_until(55),
+            1,
+            "v1 carries on: a rollback"
+        );
+        assert_eq!(
+            rollbacks_when_v1_reports_until(30),
+            0,
+            "both quiet when the pair next ticks: no rollback"
+        );
+    }
+
     #[test]
     fn a_record_makes_a_version_known_once_and_never_an_empty_one() {
         let r = rules();
