@@ -80,14 +80,16 @@ pub fn each(v: &mut impl Visit) {
 /// A running push exporter's task.
 pub type Running = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// How a planned exporter is built once the telemetry exists.
+type Builder =
+    Box<dyn FnOnce(Telemetry, Spans, watch::Receiver<bool>) -> Result<Running, BuildError> + Send>;
+
 /// A configured push exporter: its counters exist before the [`Telemetry`] that reads
 /// them; it is built once that telemetry exists ([`Planned::build`]).
 pub struct Planned {
     /// its counters
     pub stats: Arc<ExporterStats>,
-    build: Box<
-        dyn FnOnce(Telemetry, Spans, watch::Receiver<bool>) -> Result<Running, BuildError> + Send,
-    >,
+    build: Builder,
 }
 
 impl Planned {

@@ -413,6 +413,35 @@ impl OtlpPush {
     }
 }
 
+impl super::PushExporter for OtlpPush {
+    type Config = OtlpExporterConfig;
+    const NAME: &'static str = "otlp";
+
+    fn config(config: &crate::config::Config) -> Option<&OtlpExporterConfig> {
+        config.exporters.otlp.as_ref()
+    }
+
+    fn check(cfg: &OtlpExporterConfig) -> Result<(), BuildError> {
+        OtlpPush::client(cfg).map(drop)
+    }
+
+    fn build(
+        cfg: &OtlpExporterConfig,
+        telemetry: Telemetry,
+        stats: std::sync::Arc<ExporterStats>,
+        spans: Spans,
+    ) -> Result<Self, BuildError> {
+        OtlpPush::new(cfg, telemetry, stats, spans)
+    }
+
+    fn run(
+        self,
+        stop: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        OtlpPush::run(self, stop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,34 +568,5 @@ mod tests {
                 ExportError::Permanent(_)
             ));
         }
-    }
-}
-
-impl super::PushExporter for OtlpPush {
-    type Config = OtlpExporterConfig;
-    const NAME: &'static str = "otlp";
-
-    fn config(config: &crate::config::Config) -> Option<&OtlpExporterConfig> {
-        config.exporters.otlp.as_ref()
-    }
-
-    fn check(cfg: &OtlpExporterConfig) -> Result<(), BuildError> {
-        OtlpPush::client(cfg).map(drop)
-    }
-
-    fn build(
-        cfg: &OtlpExporterConfig,
-        telemetry: Telemetry,
-        stats: std::sync::Arc<ExporterStats>,
-        spans: Spans,
-    ) -> Result<Self, BuildError> {
-        OtlpPush::new(cfg, telemetry, stats, spans)
-    }
-
-    fn run(
-        self,
-        stop: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        OtlpPush::run(self, stop)
     }
 }

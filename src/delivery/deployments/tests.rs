@@ -306,3 +306,16 @@ fn an_announced_version_reporting_a_window_after_its_record_is_a_deployment_of_i
     );
     assert_eq!(announced_then_reporting(2 * w), 2);
 }
+
+#[test]
+fn change_failure_is_absent_while_no_deployment_is_decided() {
+    let r = rules();
+    let t = 1_000 * MIN;
+    let mut d = Delivery::default();
+    d.explicit(t, Some("d"), None, "1", None, &r);
+    assert_eq!(
+        d.change_failure(t + MIN, &r),
+        None,
+        "pending only: no ratio, not NaN"
+    );
+}
