@@ -19,6 +19,7 @@ use crate::export::forward::{self, ForwardHandle, ForwardStartError, Forwarder};
 use crate::export::otlp::OtlpPush;
 use crate::export::own_telemetry::OwnTelemetry;
 use crate::export::push::BuildError;
+use crate::export::PushExporter as _;
 use crate::pipeline::checkpoint::{self, Checkpoint, PairState};
 use crate::pipeline::clock::Clock;
 use crate::pipeline::router::Router;
@@ -250,14 +251,13 @@ pub fn check(config: &Config) -> Vec<StartError> {
         }
     }
     let push = crate::export::check(config);
-    let push_failed = !push.is_empty();
-    out.extend(push.into_iter().map(StartError::from));
+    let otlp_failed = push.iter().any(|(name, _)| *name == OtlpPush::NAME);
+    out.extend(push.into_iter().map(|(_, e)| StartError::from(e)));
     if let Some(c) = &config.exporters.otlp {
         // The OTLP push and the forwarder share the endpoint, headers and TLS: a problem
         // of both is said once; the forwarder's own (its queue directory) always.
-        let shared_said = push_failed && OtlpPush::client(c).is_err();
         for e in Forwarder::check(c) {
-            if !shared_said || matches!(e, ForwardStartError::Queue { .. }) {
+            if !otlp_failed || matches!(e, ForwardStartError::Queue { .. }) {
                 out.push(e.into());
             }
         }

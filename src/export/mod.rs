@@ -131,15 +131,15 @@ pub fn plan(config: &Arc<Config>) -> Vec<Planned> {
     p.1
 }
 
-/// Every error building the configured push exporters would give (`momentum validate`).
-/// Must be called on a tokio runtime.
-pub fn check(config: &Config) -> Vec<BuildError> {
-    struct C<'a>(&'a Config, Vec<BuildError>);
+/// Every error building the configured push exporters would give (`momentum validate`),
+/// with the exporter's `NAME`. Must be called on a tokio runtime.
+pub fn check(config: &Config) -> Vec<(&'static str, BuildError)> {
+    struct C<'a>(&'a Config, Vec<(&'static str, BuildError)>);
     impl Visit for C<'_> {
         fn visit<E: PushExporter>(&mut self) {
             if let Some(cfg) = E::config(self.0) {
                 if let Err(e) = E::check(cfg) {
-                    self.1.push(e);
+                    self.1.push((E::NAME, e));
                 }
             }
         }
